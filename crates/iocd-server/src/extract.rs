@@ -1,0 +1,126 @@
+//! Request extractors whose rejections are [`ApiError`]s naming what is wrong.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// A JSON request body: `Content-Type: application/json` (parameters such as `charset`
+/// allowed), within the body limit, syntactically valid JSON.
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                if content_type.is_empty() {
+                    "Content-Type is missing; send the body as application/json.".to_string()
+                } else {
+                    format!("Content-Type '{content_type}' is not supported; send the body as application/json.")
+                },
+            ));
+        }
+        let limit = state.config.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("The request body is larger than the limit of {limit} bytes."),
+                )
+            } else {
+                ApiError::bad_request(
+                    "InvalidRequestBody",
+                    format!("Invalid request body: {}", rejection.body_text()),
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "InvalidRequestBody",
+                "Invalid request body: the body is empty; send the indicator as a JSON object.",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(
+                "InvalidRequestBody",
+                format!("Invalid request body: not valid JSON ({e})."),
+            )
+        })
+    }
+}
+
+/// The base of `@odata.context` for this request: the public URL (configured, or the scheme
+/// and host the client called) plus `/api` or `/api/v1.0`, as the client called it.
+pub struct ODataBase(pub String);
+
+impl ODataBase {
+    pub fn entity_context(&self) -> String {
+        format!("{}/$metadata#Indicators/$entity", self.0)
+    }
+
+    pub fn collection_context(&self) -> String {
+        format!("{}/$metadata#Indicators", self.0)
+    }
+}
+
+impl FromRequestParts<AppState> for ODataBase {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let origin = match &state.config.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let scheme = parts
+                    .headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .filter(|p| *p == "https" || *p == "http")
+                    .unwrap_or("http");
+                format!("{scheme}://{host}")
+            }
+        };
+        let versioned = parts.uri.path().starts_with("/api/v1.0/");
+        Ok(ODataBase(format!(
+            "{origin}/api{}",
+            if versioned { "/v1.0" } else { "" }
+        )))
+    }
+}
+
+/// Parses an indicator id from the path: ids are positive integers sent as strings.
+pub fn parse_indicator_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidInput",
+            format!("Invalid input id: '{raw}' is not an indicator id (a positive integer)."),
+        )
+    })
+}

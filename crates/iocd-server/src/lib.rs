@@ -1,0 +1,186 @@
+//! iocd's HTTP API: thin axum handlers over [`iocd_domain`] and an [`IndicatorStore`].
+
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod identity;
+pub mod openapi;
+mod paths;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use iocd_store::{IndicatorStore, WriteLimits};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_scalar::Servable;
+
+pub use handlers::DeleteStatus;
+use identity::Authenticator;
+
+/// Everything that shapes the server's behaviour; every limit is here.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most active indicators per tenant (`None` = unlimited). The reference's is 15,000.
+    pub max_active_indicators: Option<u64>,
+    /// Status of a successful single delete.
+    pub delete_status: DeleteStatus,
+    /// Public base URL (`https://iocd.example.com`) for `@odata.context` and links; by default
+    /// the scheme and `Host` the client used.
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            // A 500-indicator import of long URLs and descriptions fits comfortably.
+            max_body_bytes: 8 * 1024 * 1024,
+            max_active_indicators: Some(15_000),
+            delete_status: DeleteStatus::NoContent,
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn IndicatorStore>,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    pub fn write_limits(&self) -> WriteLimits {
+        WriteLimits {
+            max_active_indicators: self.config.max_active_indicators,
+        }
+    }
+}
+
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/indicators", post(handlers::submit_indicator))
+        .route(
+            "/indicators/{id}",
+            get(handlers::get_indicator).delete(handlers::delete_indicator),
+        )
+}
+
+/// The application with all its layers, ready to serve.
+pub fn app(state: AppState) -> Router {
+    let openapi = openapi::ApiDoc::openapi();
+    let request_id = HeaderName::from_static("x-request-id");
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .nest("/api", api_routes())
+        .nest("/api/v1.0", api_routes())
+        .route("/health", get(handlers::health))
+        .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
+        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
+        .fallback(handlers::no_route)
+        .with_state(state)
+        .layer(
+            // Outermost first: the request id exists before anything logs or fails.
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+                        })
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(SetResponseHeaderLayer::overriding(
+                    HeaderName::from_static("odata-version"),
+                    HeaderValue::from_static("4.0"),
+                ))
+                .layer(middleware::from_fn(error::error_envelope))
+                .layer(CatchPanicLayer::custom(|_| {
+                    tracing::error!("a handler panicked");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Server {
+            listener,
+            router: app(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does;
+        // the rewrite must happen before routing, so it wraps the router.
+        let service = tower::ServiceExt::map_request(self.router, paths::canonicalise);
+        axum::serve(
+            self.listener,
+            axum::ServiceExt::<Request>::into_make_service(service),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+    // Give load balancers a moment; in-flight requests finish regardless.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

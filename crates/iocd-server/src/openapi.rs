@@ -1,0 +1,89 @@
+//! The OpenAPI document (served at `/openapi.json`, browsable at `/docs`).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use iocd_domain::{Action, Indicator, IndicatorType, Severity};
+
+/// The body of `POST /api/indicators` (and each element of an import). Documented for the
+/// OpenAPI reader; the server parses bodies leniently (see docs/compatibility.md).
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IndicatorRequest {
+    /// Required. Hash (hex), single public IP, domain name or absolute http(s) URL.
+    indicator_value: String,
+    /// Required.
+    indicator_type: IndicatorType,
+    /// Required. `Audit` needs `generateAlert: true`.
+    action: Action,
+    /// Required.
+    title: String,
+    /// Required.
+    description: String,
+    /// Honoured on create only.
+    application: Option<String>,
+    /// ISO 8601 with any offset; returned in UTC.
+    expiration_time: Option<String>,
+    severity: Option<Severity>,
+    recommended_actions: Option<String>,
+    /// A JSON array, or one comma-separated string.
+    rbac_group_names: Option<Vec<String>>,
+    rbac_group_ids: Option<Vec<String>>,
+    /// Only for `Url` indicators with action `Block` or `Warn`.
+    educate_url: Option<String>,
+    /// A boolean, or the string "true"/"false" in any case.
+    generate_alert: Option<bool>,
+    category: Option<i64>,
+    external_id: Option<String>,
+    /// MITRE ATT&CK technique ids (T1566, T1566.001); array or comma-separated string.
+    mitre_techniques: Option<Vec<String>>,
+    bypass_duration_hours: Option<i64>,
+    notification_id: Option<String>,
+    notification_body: Option<String>,
+    /// Honoured on create only.
+    version: Option<String>,
+    historical_detection: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    look_back_period: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    additional_info: Option<serde_json::Value>,
+    /// Honoured on create only.
+    #[schema(value_type = Option<Object>)]
+    certificate_info: Option<serde_json::Value>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "iocd",
+        description = "Threat-intelligence indicators, wire-compatible with the Microsoft Defender for Endpoint Indicators API. Every path is also served under /api/v1.0."
+    ),
+    paths(
+        crate::handlers::submit_indicator,
+        crate::handlers::get_indicator,
+        crate::handlers::delete_indicator,
+    ),
+    components(schemas(Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    tags((name = "indicators", description = "Submit, read and delete indicators"))
+)]
+pub struct ApiDoc;

@@ -1,0 +1,148 @@
+//! Storage for iocd behind one trait, [`IndicatorStore`], with a SQLite implementation
+//! (the embedded default) and a PostgreSQL one (for several replicas).
+//!
+//! The store applies the domain's upsert rules ([`iocd_domain::Indicator::create`] and
+//! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
+
+mod rows;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iocd_domain::time::Timestamp;
+use iocd_domain::{Actor, Indicator, Submission};
+
+pub use sqlite::SqliteStore;
+
+/// Which indicators of a tenant a caller may see and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub tenant_id: String,
+    /// `Some(client id)` for apps holding only `Ti.ReadWrite`: they see and change only the
+    /// indicators they created. `None` means every indicator of the tenant.
+    pub owner: Option<String>,
+}
+
+impl Scope {
+    pub fn tenant_wide(tenant_id: impl Into<String>) -> Self {
+        Scope {
+            tenant_id: tenant_id.into(),
+            owner: None,
+        }
+    }
+}
+
+/// Limits the store enforces inside its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteLimits {
+    /// Most active (non-expired) indicators per tenant; `None` = unlimited.
+    pub max_active_indicators: Option<u64>,
+}
+
+/// How one submitted item ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    Created(Indicator),
+    Updated(Indicator),
+}
+
+impl ItemOutcome {
+    pub fn indicator(&self) -> &Indicator {
+        match self {
+            ItemOutcome::Created(i) | ItemOutcome::Updated(i) => i,
+        }
+    }
+
+    pub fn into_indicator(self) -> Indicator {
+        match self {
+            ItemOutcome::Created(i) | ItemOutcome::Updated(i) => i,
+        }
+    }
+}
+
+/// Why one submitted item was refused by the store (validation happened before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemError {
+    /// Creating it would exceed the tenant's active-indicator limit.
+    QuotaExceeded { limit: u64 },
+    /// The key exists but belongs to another application, and the caller may change only its own.
+    NotOwner { id: i64 },
+}
+
+pub type ItemResult = Result<ItemOutcome, ItemError>;
+
+/// What a (batch) delete found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted(usize),
+    /// Nothing was deleted because these ids are unknown, expired or not visible to the caller.
+    NotFound(Vec<i64>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    #[error("the storage writer has stopped")]
+    WriterGone,
+    #[error("unsupported database URL '{0}': expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+}
+
+#[async_trait]
+pub trait IndicatorStore: Send + Sync + 'static {
+    /// Submits or updates each item with the upsert rules, in order, atomically per item:
+    /// an item either lands whole or not at all, and valid items land even when others fail.
+    async fn submit(
+        &self,
+        scope: &Scope,
+        actor: &Actor,
+        items: Vec<Submission>,
+        limits: WriteLimits,
+        now: Timestamp,
+    ) -> Result<Vec<ItemResult>, StoreError>;
+
+    /// One active indicator visible in `scope`.
+    async fn get(
+        &self,
+        scope: &Scope,
+        id: i64,
+        now: Timestamp,
+    ) -> Result<Option<Indicator>, StoreError>;
+
+    /// Deletes all of `ids` or none of them.
+    async fn delete(
+        &self,
+        scope: &Scope,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<DeleteOutcome, StoreError>;
+
+    /// Active indicators visible in `scope`, ordered by id, `skip`/`take` paged.
+    async fn list(
+        &self,
+        scope: &Scope,
+        skip: u64,
+        take: u64,
+        now: Timestamp,
+    ) -> Result<Vec<Indicator>, StoreError>;
+
+    /// Active indicators of the tenant (what the quota counts).
+    async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Opens the store a database URL names, running its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn IndicatorStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

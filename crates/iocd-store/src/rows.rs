@@ -1,0 +1,180 @@
+//! The mapping between [`Indicator`] and table rows, shared by both databases (their SQL
+//! below uses `$n` placeholders, which SQLite and PostgreSQL both accept).
+
+use iocd_domain::time::{from_ticks, to_ticks};
+use iocd_domain::{Action, Indicator, IndicatorType, Severity};
+use serde_json::Value;
+
+use crate::StoreError;
+
+pub const COLUMNS: &str = "id, indicator_value, indicator_type, action, created_by, severity, category, \
+    application, educate_url, bypass_duration_hours, title, description, recommended_actions, \
+    creation_time, expiration_time, last_update_time, last_updated_by, rbac_group_names, rbac_group_ids, \
+    notification_id, notification_body, version, mitre_techniques, historical_detection, look_back_period, \
+    generate_alert, additional_info, created_by_display_name, external_id, created_by_source, \
+    certificate_info, value_key";
+
+/// `$1` is the tenant id; `$2..$33` follow [`COLUMNS`].
+pub const INSERT: &str = "INSERT INTO indicators (tenant_id, id, indicator_value, indicator_type, action, \
+    created_by, severity, category, application, educate_url, bypass_duration_hours, title, description, \
+    recommended_actions, creation_time, expiration_time, last_update_time, last_updated_by, rbac_group_names, \
+    rbac_group_ids, notification_id, notification_body, version, mitre_techniques, historical_detection, \
+    look_back_period, generate_alert, additional_info, created_by_display_name, external_id, created_by_source, \
+    certificate_info, value_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
+
+/// Same bind order as [`INSERT`]; rewrites every column of the row identified by `$1`, `$2`.
+pub const UPDATE: &str = "UPDATE indicators SET indicator_value = $3, indicator_type = $4, action = $5, \
+    created_by = $6, severity = $7, category = $8, application = $9, educate_url = $10, \
+    bypass_duration_hours = $11, title = $12, description = $13, recommended_actions = $14, creation_time = $15, \
+    expiration_time = $16, last_update_time = $17, last_updated_by = $18, rbac_group_names = $19, \
+    rbac_group_ids = $20, notification_id = $21, notification_body = $22, version = $23, mitre_techniques = $24, \
+    historical_detection = $25, look_back_period = $26, generate_alert = $27, additional_info = $28, \
+    created_by_display_name = $29, external_id = $30, created_by_source = $31, certificate_info = $32, \
+    value_key = $33 WHERE tenant_id = $1 AND id = $2";
+
+#[derive(sqlx::FromRow)]
+pub struct IndicatorRow {
+    id: i64,
+    indicator_value: String,
+    indicator_type: String,
+    action: String,
+    created_by: String,
+    severity: String,
+    category: Option<i64>,
+    application: Option<String>,
+    educate_url: Option<String>,
+    bypass_duration_hours: Option<i64>,
+    title: String,
+    description: String,
+    recommended_actions: Option<String>,
+    creation_time: i64,
+    expiration_time: Option<i64>,
+    last_update_time: i64,
+    last_updated_by: Option<String>,
+    rbac_group_names: String,
+    rbac_group_ids: String,
+    notification_id: Option<String>,
+    notification_body: Option<String>,
+    version: Option<String>,
+    mitre_techniques: String,
+    historical_detection: bool,
+    look_back_period: Option<String>,
+    generate_alert: bool,
+    additional_info: Option<String>,
+    created_by_display_name: String,
+    external_id: Option<String>,
+    created_by_source: String,
+    certificate_info: Option<String>,
+    value_key: String,
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn list_from(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt("list column", e))
+}
+
+fn raw_from(text: Option<String>) -> Result<Option<Value>, StoreError> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt("JSON column", e)))
+        .transpose()
+}
+
+pub fn list_text(list: &[String]) -> String {
+    serde_json::to_string(list).expect("a list of strings serialises")
+}
+
+pub fn raw_text(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+impl TryFrom<IndicatorRow> for Indicator {
+    type Error = StoreError;
+
+    fn try_from(r: IndicatorRow) -> Result<Self, StoreError> {
+        let enum_err = |e: iocd_domain::ValidationError| corrupt("enum column", e.message);
+        Ok(Indicator {
+            id: r.id,
+            indicator_type: IndicatorType::parse("indicatorType", &r.indicator_type)
+                .map_err(enum_err)?,
+            action: Action::parse("action", &r.action).map_err(enum_err)?,
+            severity: Severity::parse("severity", &r.severity).map_err(enum_err)?,
+            indicator_value: r.indicator_value,
+            created_by: r.created_by,
+            category: r.category,
+            application: r.application,
+            educate_url: r.educate_url,
+            bypass_duration_hours: r.bypass_duration_hours,
+            title: r.title,
+            description: r.description,
+            recommended_actions: r.recommended_actions,
+            creation_time: from_ticks(r.creation_time),
+            expiration_time: r.expiration_time.map(from_ticks),
+            last_update_time: from_ticks(r.last_update_time),
+            last_updated_by: r.last_updated_by,
+            rbac_group_names: list_from(&r.rbac_group_names)?,
+            rbac_group_ids: list_from(&r.rbac_group_ids)?,
+            notification_id: r.notification_id,
+            notification_body: r.notification_body,
+            version: r.version,
+            mitre_techniques: list_from(&r.mitre_techniques)?,
+            historical_detection: r.historical_detection,
+            look_back_period: raw_from(r.look_back_period)?,
+            generate_alert: r.generate_alert,
+            additional_info: raw_from(r.additional_info)?,
+            created_by_display_name: r.created_by_display_name,
+            external_id: r.external_id,
+            created_by_source: r.created_by_source,
+            certificate_info: raw_from(r.certificate_info)?,
+            value_key: r.value_key,
+        })
+    }
+}
+
+/// Binds a tenant id and an indicator in [`INSERT`] / [`UPDATE`] order.
+macro_rules! bind_indicator {
+    ($query:expr, $tenant:expr, $ind:expr) => {{
+        let ind: &iocd_domain::Indicator = $ind;
+        $query
+            .bind($tenant)
+            .bind(ind.id)
+            .bind(ind.indicator_value.clone())
+            .bind(ind.indicator_type.as_str())
+            .bind(ind.action.as_str())
+            .bind(ind.created_by.clone())
+            .bind(ind.severity.as_str())
+            .bind(ind.category)
+            .bind(ind.application.clone())
+            .bind(ind.educate_url.clone())
+            .bind(ind.bypass_duration_hours)
+            .bind(ind.title.clone())
+            .bind(ind.description.clone())
+            .bind(ind.recommended_actions.clone())
+            .bind(iocd_domain::time::to_ticks(ind.creation_time))
+            .bind(ind.expiration_time.map(iocd_domain::time::to_ticks))
+            .bind(iocd_domain::time::to_ticks(ind.last_update_time))
+            .bind(ind.last_updated_by.clone())
+            .bind($crate::rows::list_text(&ind.rbac_group_names))
+            .bind($crate::rows::list_text(&ind.rbac_group_ids))
+            .bind(ind.notification_id.clone())
+            .bind(ind.notification_body.clone())
+            .bind(ind.version.clone())
+            .bind($crate::rows::list_text(&ind.mitre_techniques))
+            .bind(ind.historical_detection)
+            .bind($crate::rows::raw_text(&ind.look_back_period))
+            .bind(ind.generate_alert)
+            .bind($crate::rows::raw_text(&ind.additional_info))
+            .bind(ind.created_by_display_name.clone())
+            .bind(ind.external_id.clone())
+            .bind(ind.created_by_source.clone())
+            .bind($crate::rows::raw_text(&ind.certificate_info))
+            .bind(ind.value_key.clone())
+    }};
+}
+pub(crate) use bind_indicator;
+
+pub fn ticks(t: iocd_domain::time::Timestamp) -> i64 {
+    to_ticks(t)
+}
