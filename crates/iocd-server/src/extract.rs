@@ -1,7 +1,7 @@
 //! Request extractors whose rejections are [`ApiError`]s naming what is wrong.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde_json::Value;
@@ -107,7 +107,12 @@ impl FromRequestParts<AppState> for ODataBase {
                 format!("{scheme}://{host}")
             }
         };
-        let versioned = parts.uri.path().starts_with("/api/v1.0/");
+        // Nested routers see the path without its prefix; the original tells which was called.
+        let path = match parts.extensions.get::<OriginalUri>() {
+            Some(OriginalUri(uri)) => uri.path(),
+            None => parts.uri.path(),
+        };
+        let versioned = path.starts_with("/api/v1.0/");
         Ok(ODataBase(format!(
             "{origin}/api{}",
             if versioned { "/v1.0" } else { "" }
