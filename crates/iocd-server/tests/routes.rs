@@ -17,7 +17,6 @@ async fn create(server: &TestServer, n: usize) -> String {
     body["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
 async fn get_returns_the_entity_and_404_for_unknown_ids() {
     let server = TestServer::start().await;
     let id = create(&server, 1).await;
@@ -45,7 +44,6 @@ async fn get_returns_the_entity_and_404_for_unknown_ids() {
     assert!(body["error"]["message"].as_str().unwrap().contains("id"));
 }
 
-#[tokio::test]
 async fn delete_is_204_then_404() {
     let server = TestServer::start().await;
     let id = create(&server, 1).await;
@@ -77,7 +75,6 @@ async fn delete_is_204_then_404() {
     assert_eq!(create(&server, 3).await, "3");
 }
 
-#[tokio::test]
 async fn delete_status_can_be_200_with_an_empty_body() {
     let config = iocd_server::ServerConfig {
         delete_status: iocd_server::DeleteStatus::OkEmpty,
@@ -92,7 +89,6 @@ async fn delete_status_can_be_200_with_an_empty_body() {
     assert_eq!(res.headers()["content-length"], "0");
 }
 
-#[tokio::test]
 async fn unknown_routes_and_methods_use_the_error_body() {
     let server = TestServer::start().await;
     let res = server.send(Method::GET, "/api/nothing-here").await;
@@ -122,7 +118,6 @@ async fn unknown_routes_and_methods_use_the_error_body() {
     );
 }
 
-#[tokio::test]
 async fn openapi_document_and_docs_page_are_served() {
     let server = TestServer::start().await;
     let (status, doc) = status_json(server.send(Method::GET, "/openapi.json").await).await;
@@ -151,3 +146,11 @@ async fn openapi_document_and_docs_page_are_served() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().to_lowercase().contains("<html"));
 }
+
+on_every_backend!(
+    get_returns_the_entity_and_404_for_unknown_ids,
+    delete_is_204_then_404,
+    delete_status_can_be_200_with_an_empty_body,
+    unknown_routes_and_methods_use_the_error_body,
+    openapi_document_and_docs_page_are_served,
+);

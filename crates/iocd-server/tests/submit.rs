@@ -61,7 +61,6 @@ const WIRE_ORDER: &[&str] = &[
     "certificateInfo",
 ];
 
-#[tokio::test]
 async fn seed_example_gives_the_full_entity_in_wire_order() {
     let server = TestServer::start().await;
     let res = server.post_json("/api/indicators", &seed_request()).await;
@@ -118,7 +117,6 @@ async fn seed_example_gives_the_full_entity_in_wire_order() {
     assert_eq!(server.row_count().await, 1);
 }
 
-#[tokio::test]
 async fn v1_alias_and_case_insensitive_paths() {
     let server = TestServer::start().await;
     let (status, body) = status_json(
@@ -141,7 +139,6 @@ async fn v1_alias_and_case_insensitive_paths() {
     );
 }
 
-#[tokio::test]
 async fn invalid_bodies_are_refused_with_field_and_nothing_is_written() {
     let server = TestServer::start().await;
     let base = sha1_request();
@@ -399,7 +396,6 @@ async fn invalid_bodies_are_refused_with_field_and_nothing_is_written() {
     );
 }
 
-#[tokio::test]
 async fn wrong_case_property_names_are_missing_with_a_hint() {
     let server = TestServer::start().await;
     let mut body = without(sha1_request(), "indicatorValue");
@@ -417,7 +413,6 @@ async fn wrong_case_property_names_are_missing_with_a_hint() {
     assert_eq!(server.row_count().await, 0);
 }
 
-#[tokio::test]
 async fn malformed_and_mistyped_requests_get_the_error_body() {
     let server = TestServer::start().await;
     let post = |body: &'static str, content_type: Option<&'static str>| {
@@ -478,7 +473,6 @@ async fn malformed_and_mistyped_requests_get_the_error_body() {
     assert_eq!(server.row_count().await, 1);
 }
 
-#[tokio::test]
 async fn oversized_bodies_get_413() {
     let server = TestServer::start_with(iocd_server::ServerConfig {
         max_body_bytes: 1024,
@@ -496,7 +490,6 @@ async fn oversized_bodies_get_413() {
     assert_eq!(server.row_count().await, 0);
 }
 
-#[tokio::test]
 async fn lenient_inputs_that_real_clients_send_are_accepted() {
     let server = TestServer::start().await;
     let full = json!({
@@ -568,7 +561,6 @@ async fn lenient_inputs_that_real_clients_send_are_accepted() {
     assert_eq!(server.row_count().await, 7);
 }
 
-#[tokio::test]
 async fn same_key_updates_in_place_and_other_action_creates() {
     let server = TestServer::start().await;
     let first = json!({"indicatorValue": "A94A8FE5CCB19BA61C4C0873D391E987982FBBD3", "indicatorType": "FileSha1",
@@ -619,7 +611,6 @@ async fn same_key_updates_in_place_and_other_action_creates() {
     assert_eq!(server.row_count().await, 2);
 }
 
-#[tokio::test]
 async fn concurrent_posts_of_one_key_make_one_indicator() {
     let server = TestServer::start().await;
     let body = typed("race.evil.example", "DomainName", "Block");
@@ -643,7 +634,6 @@ async fn concurrent_posts_of_one_key_make_one_indicator() {
     assert_eq!(server.row_count().await, 1);
 }
 
-#[tokio::test]
 async fn expired_indicators_are_gone_and_their_key_starts_afresh() {
     let server = TestServer::start().await;
     let (status, first) =
@@ -664,3 +654,16 @@ async fn expired_indicators_are_gone_and_their_key_starts_afresh() {
     assert_eq!(second["id"], "2", "a fresh indicator, not a revived one");
     assert_eq!(server.row_count().await, 1, "the expired row was replaced");
 }
+
+on_every_backend!(
+    seed_example_gives_the_full_entity_in_wire_order,
+    v1_alias_and_case_insensitive_paths,
+    invalid_bodies_are_refused_with_field_and_nothing_is_written,
+    wrong_case_property_names_are_missing_with_a_hint,
+    malformed_and_mistyped_requests_get_the_error_body,
+    oversized_bodies_get_413,
+    lenient_inputs_that_real_clients_send_are_accepted,
+    same_key_updates_in_place_and_other_action_creates,
+    concurrent_posts_of_one_key_make_one_indicator,
+    expired_indicators_are_gone_and_their_key_starts_afresh,
+);

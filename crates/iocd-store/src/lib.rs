@@ -4,8 +4,11 @@
 //! The store applies the domain's upsert rules ([`iocd_domain::Indicator::create`] and
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
+pub mod postgres;
+mod protocol;
 mod rows;
 pub mod sqlite;
+mod writer;
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Which indicators of a tenant a caller may see and change.
@@ -142,6 +146,8 @@ pub trait IndicatorStore: Send + Sync + 'static {
 pub async fn open(url: &str) -> Result<Arc<dyn IndicatorStore>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

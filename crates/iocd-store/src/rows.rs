@@ -178,3 +178,27 @@ pub(crate) use bind_indicator;
 pub fn ticks(t: iocd_domain::time::Timestamp) -> i64 {
     to_ticks(t)
 }
+
+/// The row holding an upsert key: `$1` tenant, `$2` type, `$3` value key, `$4` action.
+pub const SELECT_BY_KEY: &str = concat!(
+    "SELECT id, indicator_value, indicator_type, action, created_by, severity, category, ",
+    "application, educate_url, bypass_duration_hours, title, description, recommended_actions, ",
+    "creation_time, expiration_time, last_update_time, last_updated_by, rbac_group_names, rbac_group_ids, ",
+    "notification_id, notification_body, version, mitre_techniques, historical_detection, look_back_period, ",
+    "generate_alert, additional_info, created_by_display_name, external_id, created_by_source, ",
+    "certificate_info, value_key FROM indicators ",
+    "WHERE tenant_id = $1 AND indicator_type = $2 AND value_key = $3 AND action = $4"
+);
+
+/// Takes the tenant's next id (`$1` tenant); creates the tenant's counter on first use.
+pub const NEXT_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VALUES ($1, 1) \
+    ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = tenants.next_indicator_id + 1 \
+    RETURNING next_indicator_id";
+
+/// Active indicators of tenant `$1` at time `$2` (ticks).
+pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
+    WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2)";
+
+/// `$3` if it is active at `$2` in tenant `$1` and, when `$4` is not null, created by `$4`.
+pub const VISIBLE_ID: &str = "SELECT id FROM indicators WHERE tenant_id = $1 \
+    AND (expiration_time IS NULL OR expiration_time > $2) AND id = $3 AND ($4 IS NULL OR created_by = $4)";

@@ -9,15 +9,18 @@ use iocd_server::identity::FixedIdentity;
 use iocd_server::{AppState, Server, ServerConfig};
 use reqwest::{Client, Method, Response};
 use serde_json::Value;
-use sqlx::Connection;
 use tokio::sync::oneshot;
+
+mod backend;
+pub use backend::{run_on, Backend, TestDatabase};
 
 pub struct TestServer {
     pub addr: SocketAddr,
     pub client: Client,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    // Declared last: dropped after the server was told to stop.
+    database: TestDatabase,
 }
 
 impl TestServer {
@@ -26,8 +29,8 @@ impl TestServer {
     }
 
     pub async fn start_with(config: ServerConfig) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let database_url = format!("sqlite://{}", dir.path().join("iocd.db").display());
+        let database = TestDatabase::create(Backend::current()).await;
+        let database_url = database.url.clone();
         let store = iocd_store::open(&database_url).await.expect("open store");
         let state = AppState {
             store,
@@ -47,7 +50,7 @@ impl TestServer {
             client: Client::new(),
             database_url,
             shutdown: Some(tx),
-            _dir: dir,
+            database,
         }
     }
 
@@ -75,13 +78,9 @@ impl TestServer {
     /// Rows in the indicators table, read straight from the database (expired ones included),
     /// to prove that a refused request wrote nothing.
     pub async fn row_count(&self) -> i64 {
-        let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+        self.database
+            .scalar("SELECT COUNT(*) FROM indicators")
             .await
-            .expect("connect");
-        sqlx::query_scalar("SELECT COUNT(*) FROM indicators")
-            .fetch_one(&mut conn)
-            .await
-            .expect("count")
     }
 }
 

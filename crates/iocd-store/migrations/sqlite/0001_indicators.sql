@@ -2,7 +2,7 @@
 -- properties of unknown shape (lookBackPeriod, additionalInfo, certificateInfo) are raw JSON.
 CREATE TABLE tenants (
     tenant_id TEXT PRIMARY KEY NOT NULL,
-    -- The next per-tenant indicator id is next_indicator_id + 1 (ids are never reused).
+    -- The last indicator id given out in this tenant; ids are never reused.
     next_indicator_id INTEGER NOT NULL
 );
 

@@ -1,0 +1,215 @@
+//! The write protocol both databases share: how a batch of submissions or a delete turns into
+//! statements, applying the domain's upsert rules. Backends supply the statements through
+//! [`WriteConnection`]; the order of reads and writes, the quota and the ownership checks live
+//! here once.
+
+use async_trait::async_trait;
+use iocd_domain::time::Timestamp;
+use iocd_domain::{Actor, Indicator, Submission};
+
+use crate::rows::{ticks, IndicatorRow};
+use crate::{DeleteOutcome, ItemError, ItemOutcome, ItemResult, Scope, StoreError, WriteLimits};
+
+/// One writing connection. Every method runs inside the transaction [`begin`](Self::begin) opened.
+#[async_trait]
+pub(crate) trait WriteConnection: Send + 'static {
+    /// Opens the batch's transaction. `tenants` (sorted, unique) are the tenants it writes; a
+    /// backend shared by several servers locks them here so their writes are serialised.
+    async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error>;
+    /// Runs a statement without results (`SAVEPOINT`, `COMMIT`, …).
+    async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error>;
+    async fn find_by_key(
+        &mut self,
+        tenant: &str,
+        sub: &Submission,
+    ) -> Result<Option<IndicatorRow>, sqlx::Error>;
+    async fn insert(&mut self, tenant: &str, indicator: &Indicator) -> Result<(), sqlx::Error>;
+    async fn update(&mut self, tenant: &str, indicator: &Indicator) -> Result<(), sqlx::Error>;
+    async fn remove(&mut self, tenant: &str, id: i64) -> Result<(), sqlx::Error>;
+    /// Takes the tenant's next indicator id.
+    async fn next_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error>;
+    async fn count_active(&mut self, tenant: &str, now_ticks: i64) -> Result<i64, sqlx::Error>;
+    /// Whether `id` is an active indicator the scope may see.
+    async fn is_visible(
+        &mut self,
+        scope: &Scope,
+        id: i64,
+        now_ticks: i64,
+    ) -> Result<bool, sqlx::Error>;
+}
+
+pub(crate) async fn submit_items<C: WriteConnection>(
+    conn: &mut C,
+    scope: &Scope,
+    actor: &Actor,
+    items: &[Submission],
+    limits: WriteLimits,
+    now: Timestamp,
+) -> Result<Vec<ItemResult>, StoreError> {
+    let tenant = scope.tenant_id.as_str();
+    // Counted once per command, then tracked, so a 500-item import costs one COUNT.
+    let mut active_count: Option<u64> = None;
+    let mut results = Vec::with_capacity(items.len());
+    for sub in items {
+        if let Some(row) = conn.find_by_key(tenant, sub).await? {
+            let mut indicator = Indicator::try_from(row)?;
+            if indicator.is_active(now) {
+                if scope
+                    .owner
+                    .as_ref()
+                    .is_some_and(|owner| *owner != indicator.created_by)
+                {
+                    results.push(Err(ItemError::NotOwner { id: indicator.id }));
+                    continue;
+                }
+                indicator.apply_update(sub, actor, now);
+                conn.update(tenant, &indicator).await?;
+                results.push(Ok(ItemOutcome::Updated(indicator)));
+                continue;
+            }
+            // An expired indicator is gone as far as clients can tell; its key starts afresh.
+            conn.remove(tenant, indicator.id).await?;
+        }
+        if let Some(limit) = limits.max_active_indicators {
+            let count = match active_count {
+                Some(c) => c,
+                None => conn.count_active(tenant, ticks(now)).await? as u64,
+            };
+            if count >= limit {
+                active_count = Some(count);
+                results.push(Err(ItemError::QuotaExceeded { limit }));
+                continue;
+            }
+            active_count = Some(count + 1);
+        }
+        let id = conn.next_id(tenant).await?;
+        let indicator = Indicator::create(id, sub, actor, now);
+        conn.insert(tenant, &indicator).await?;
+        results.push(Ok(ItemOutcome::Created(indicator)));
+    }
+    Ok(results)
+}
+
+/// Deletes all of `ids` or, if any is not an active indicator visible to the scope, none.
+pub(crate) async fn delete_ids<C: WriteConnection>(
+    conn: &mut C,
+    scope: &Scope,
+    ids: &[i64],
+    now: Timestamp,
+) -> Result<DeleteOutcome, StoreError> {
+    let mut unique: Vec<i64> = ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut missing = Vec::new();
+    for &id in &unique {
+        if !conn.is_visible(scope, id, ticks(now)).await? {
+            missing.push(id);
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(DeleteOutcome::NotFound(missing));
+    }
+    for &id in &unique {
+        conn.remove(&scope.tenant_id, id).await?;
+    }
+    Ok(DeleteOutcome::Deleted(unique.len()))
+}
+
+/// Implements the statement methods of [`WriteConnection`] for a wrapper struct with a `conn`
+/// field, whose sqlx connection type runs the shared SQL unchanged. Only `begin` differs
+/// between databases and is passed in.
+macro_rules! impl_write_connection {
+    ($writer:ty, $begin:path) => {
+        #[async_trait::async_trait]
+        impl $crate::protocol::WriteConnection for $writer {
+            async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error> {
+                $begin(self, tenants).await
+            }
+
+            async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+                sqlx::query(sql).execute(&mut self.conn).await.map(|_| ())
+            }
+
+            async fn find_by_key(
+                &mut self,
+                tenant: &str,
+                sub: &iocd_domain::Submission,
+            ) -> Result<Option<$crate::rows::IndicatorRow>, sqlx::Error> {
+                sqlx::query_as($crate::rows::SELECT_BY_KEY)
+                    .bind(tenant)
+                    .bind(sub.indicator_type.as_str())
+                    .bind(&sub.value_key)
+                    .bind(sub.action.as_str())
+                    .fetch_optional(&mut self.conn)
+                    .await
+            }
+
+            async fn insert(
+                &mut self,
+                tenant: &str,
+                indicator: &iocd_domain::Indicator,
+            ) -> Result<(), sqlx::Error> {
+                $crate::rows::bind_indicator!(sqlx::query($crate::rows::INSERT), tenant, indicator)
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn update(
+                &mut self,
+                tenant: &str,
+                indicator: &iocd_domain::Indicator,
+            ) -> Result<(), sqlx::Error> {
+                $crate::rows::bind_indicator!(sqlx::query($crate::rows::UPDATE), tenant, indicator)
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn remove(&mut self, tenant: &str, id: i64) -> Result<(), sqlx::Error> {
+                sqlx::query("DELETE FROM indicators WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn next_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar($crate::rows::NEXT_ID)
+                    .bind(tenant)
+                    .fetch_one(&mut self.conn)
+                    .await
+            }
+
+            async fn count_active(
+                &mut self,
+                tenant: &str,
+                now_ticks: i64,
+            ) -> Result<i64, sqlx::Error> {
+                sqlx::query_scalar($crate::rows::COUNT_ACTIVE)
+                    .bind(tenant)
+                    .bind(now_ticks)
+                    .fetch_one(&mut self.conn)
+                    .await
+            }
+
+            async fn is_visible(
+                &mut self,
+                scope: &$crate::Scope,
+                id: i64,
+                now_ticks: i64,
+            ) -> Result<bool, sqlx::Error> {
+                let found: Option<i64> = sqlx::query_scalar($crate::rows::VISIBLE_ID)
+                    .bind(&scope.tenant_id)
+                    .bind(now_ticks)
+                    .bind(id)
+                    .bind(scope.owner.as_deref())
+                    .fetch_optional(&mut self.conn)
+                    .await?;
+                Ok(found.is_some())
+            }
+        }
+    };
+}
+pub(crate) use impl_write_connection;

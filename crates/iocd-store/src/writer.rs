@@ -1,0 +1,214 @@
+//! Group commit. All writes of a store go to one writer task that owns its writing
+//! connection: it drains whatever commands are queued, runs them in one transaction with a
+//! savepoint per command, commits once (one fsync for the whole group) and only then answers
+//! each caller. Concurrent small writes become few durable commits, upserts on one connection
+//! cannot race each other, and a database error undoes only the command that met it.
+
+use iocd_domain::time::Timestamp;
+use iocd_domain::{Actor, Submission};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::protocol::{delete_ids, submit_items, WriteConnection};
+use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
+
+/// Most commands folded into one transaction; bounds the latency one commit adds.
+const MAX_COMMANDS_PER_COMMIT: usize = 256;
+const QUEUE_DEPTH: usize = 4096;
+
+enum WriteCommand {
+    Submit {
+        scope: Scope,
+        actor: Actor,
+        items: Vec<Submission>,
+        limits: WriteLimits,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<Vec<ItemResult>, StoreError>>,
+    },
+    Delete {
+        scope: Scope,
+        ids: Vec<i64>,
+        now: Timestamp,
+        reply: oneshot::Sender<Result<DeleteOutcome, StoreError>>,
+    },
+}
+
+impl WriteCommand {
+    fn tenant(&self) -> &str {
+        match self {
+            WriteCommand::Submit { scope, .. } | WriteCommand::Delete { scope, .. } => {
+                &scope.tenant_id
+            }
+        }
+    }
+}
+
+/// A command's result, held until the transaction it ran in has committed.
+enum Reply {
+    Submit(
+        oneshot::Sender<Result<Vec<ItemResult>, StoreError>>,
+        Result<Vec<ItemResult>, StoreError>,
+    ),
+    Delete(
+        oneshot::Sender<Result<DeleteOutcome, StoreError>>,
+        Result<DeleteOutcome, StoreError>,
+    ),
+}
+
+impl Reply {
+    fn send(self) {
+        // A caller that went away (client disconnected) no longer needs its answer.
+        match self {
+            Reply::Submit(tx, r) => drop(tx.send(r)),
+            Reply::Delete(tx, r) => drop(tx.send(r)),
+        }
+    }
+
+    fn fail(self, why: &str) {
+        let err = || StoreError::CommitFailed(why.to_string());
+        match self {
+            Reply::Submit(tx, _) => drop(tx.send(Err(err()))),
+            Reply::Delete(tx, _) => drop(tx.send(Err(err()))),
+        }
+    }
+}
+
+/// The handle through which a store sends its writes.
+pub(crate) struct Writer {
+    queue: mpsc::Sender<WriteCommand>,
+}
+
+impl Writer {
+    pub(crate) fn spawn<C: WriteConnection>(conn: C) -> Writer {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(conn, rx));
+        Writer { queue: tx }
+    }
+
+    pub(crate) async fn submit(
+        &self,
+        scope: &Scope,
+        actor: &Actor,
+        items: Vec<Submission>,
+        limits: WriteLimits,
+        now: Timestamp,
+    ) -> Result<Vec<ItemResult>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = WriteCommand::Submit {
+            scope: scope.clone(),
+            actor: actor.clone(),
+            items,
+            limits,
+            now,
+            reply,
+        };
+        self.queue
+            .send(cmd)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        scope: &Scope,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = WriteCommand::Delete {
+            scope: scope.clone(),
+            ids: ids.to_vec(),
+            now,
+            reply,
+        };
+        self.queue
+            .send(cmd)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+async fn run<C: WriteConnection>(mut conn: C, mut queue: mpsc::Receiver<WriteCommand>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, batch).await;
+    }
+}
+
+async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
+    let mut tenants: Vec<String> = batch.iter().map(|c| c.tenant().to_string()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    if let Err(e) = conn.begin(&tenants).await {
+        tracing::error!(error = %e, "could not start a write transaction");
+        for cmd in batch {
+            unanswered(cmd).fail(&e.to_string());
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(batch.len());
+    for cmd in batch {
+        replies.push(run_in_savepoint(conn, cmd).await);
+    }
+    match conn.execute("COMMIT").await {
+        Ok(()) => replies.into_iter().for_each(Reply::send),
+        Err(e) => {
+            tracing::error!(error = %e, "commit failed; the batch was rolled back");
+            let _ = conn.execute("ROLLBACK").await;
+            replies.into_iter().for_each(|r| r.fail(&e.to_string()));
+        }
+    }
+}
+
+fn unanswered(cmd: WriteCommand) -> Reply {
+    match cmd {
+        WriteCommand::Submit { reply, .. } => Reply::Submit(reply, Err(StoreError::WriterGone)),
+        WriteCommand::Delete { reply, .. } => Reply::Delete(reply, Err(StoreError::WriterGone)),
+    }
+}
+
+/// Runs one command so that a database error undoes that command only, not its batch-mates.
+async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, cmd: WriteCommand) -> Reply {
+    if let Err(e) = conn.execute("SAVEPOINT command").await {
+        return match cmd {
+            WriteCommand::Submit { reply, .. } => Reply::Submit(reply, Err(e.into())),
+            WriteCommand::Delete { reply, .. } => Reply::Delete(reply, Err(e.into())),
+        };
+    }
+    let (reply, failed) = match cmd {
+        WriteCommand::Submit {
+            scope,
+            actor,
+            items,
+            limits,
+            now,
+            reply,
+        } => {
+            let r = submit_items(conn, &scope, &actor, &items, limits, now).await;
+            let failed = r.is_err();
+            (Reply::Submit(reply, r), failed)
+        }
+        WriteCommand::Delete {
+            scope,
+            ids,
+            now,
+            reply,
+        } => {
+            let r = delete_ids(conn, &scope, &ids, now).await;
+            let failed = r.is_err();
+            (Reply::Delete(reply, r), failed)
+        }
+    };
+    if failed {
+        let _ = conn.execute("ROLLBACK TO SAVEPOINT command").await;
+    }
+    let _ = conn.execute("RELEASE SAVEPOINT command").await;
+    reply
+}
