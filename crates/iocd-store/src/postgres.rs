@@ -16,7 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
 use crate::protocol::impl_write_connection;
-use crate::rows::{ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
+use crate::rows::{get_visible_sql, ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
 use crate::writer::Writer;
 use crate::{DeleteOutcome, IndicatorStore, ItemResult, Scope, StoreError, WriteLimits};
 
@@ -102,10 +102,7 @@ impl IndicatorStore for PostgresStore {
         id: i64,
         now: Timestamp,
     ) -> Result<Option<Indicator>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \
-             AND id = $3 AND ($4::text IS NULL OR created_by = $4)"
-        );
+        let sql = get_visible_sql();
         let row: Option<IndicatorRow> = sqlx::query_as(&sql)
             .bind(&scope.tenant_id)
             .bind(ticks(now))
@@ -134,7 +131,7 @@ impl IndicatorStore for PostgresStore {
     ) -> Result<Vec<Indicator>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \
-             AND ($3::text IS NULL OR created_by = $3) ORDER BY id LIMIT $4 OFFSET $5"
+             AND (CAST($3 AS TEXT) IS NULL OR created_by = $3) ORDER BY id LIMIT $4 OFFSET $5"
         );
         let rows: Vec<IndicatorRow> = sqlx::query_as(&sql)
             .bind(&scope.tenant_id)

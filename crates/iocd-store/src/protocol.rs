@@ -200,7 +200,7 @@ macro_rules! impl_write_connection {
                 id: i64,
                 now_ticks: i64,
             ) -> Result<bool, sqlx::Error> {
-                let found: Option<i64> = sqlx::query_scalar($crate::rows::VISIBLE_ID)
+                let found: Option<i64> = sqlx::query_scalar(&$crate::rows::visible_id_sql())
                     .bind(&scope.tenant_id)
                     .bind(now_ticks)
                     .bind(id)

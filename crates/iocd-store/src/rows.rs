@@ -199,6 +199,17 @@ pub const NEXT_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VA
 pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
     WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2)";
 
-/// `$3` if it is active at `$2` in tenant `$1` and, when `$4` is not null, created by `$4`.
-pub const VISIBLE_ID: &str = "SELECT id FROM indicators WHERE tenant_id = $1 \
-    AND (expiration_time IS NULL OR expiration_time > $2) AND id = $3 AND ($4 IS NULL OR created_by = $4)";
+/// Condition: indicator `$3` of tenant `$1` is active at `$2` and, when `$4` is not null,
+/// created by `$4` (the CAST gives PostgreSQL the parameter's type; SQLite accepts it too).
+const VISIBLE: &str = "tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \
+    AND id = $3 AND (CAST($4 AS TEXT) IS NULL OR created_by = $4)";
+
+/// `$3` if it is visible (see [`VISIBLE`]).
+pub fn visible_id_sql() -> String {
+    format!("SELECT id FROM indicators WHERE {VISIBLE}")
+}
+
+/// The whole row of `$3` if it is visible (see [`VISIBLE`]).
+pub fn get_visible_sql() -> String {
+    format!("SELECT {COLUMNS} FROM indicators WHERE {VISIBLE}")
+}
