@@ -42,8 +42,9 @@ pub async fn fetch_token(
         .text()
         .await
         .with_context(|| format!("reading the token response of {url}"))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("the token endpoint {url} answered {status} with no JSON: {text}"))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!("the token endpoint {url} answered {status} with no JSON: {text}")
+    })?;
     if !status.is_success() {
         let error = json["error"].as_str().unwrap_or("error");
         let description = json["error_description"].as_str().unwrap_or(&text);

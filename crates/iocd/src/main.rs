@@ -10,8 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use iocd_server::identity::{
-    bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials,
-    DEFAULT_AUDIENCES,
+    bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
 };
 use iocd_server::{AppState, DeleteStatus, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
@@ -138,7 +137,11 @@ struct ServeArgs {
     token_leeway_secs: u64,
     /// Also accept tokens of this issuer, with keys from its JWKS: ISSUER=JWKS_URL (repeatable,
     /// comma-separated in the environment). ISSUER may contain {tenantid}.
-    #[arg(long = "trust-issuer", env = "IOCD_TRUSTED_ISSUERS", value_delimiter = ',')]
+    #[arg(
+        long = "trust-issuer",
+        env = "IOCD_TRUSTED_ISSUERS",
+        value_delimiter = ','
+    )]
     trusted_issuers: Vec<ExternalIssuer>,
     /// On a database that never had an app, create a development tenant and app and print its
     /// credentials once.
