@@ -19,8 +19,8 @@ use iocd_auth::{
 };
 use iocd_domain::time;
 use iocd_domain::Actor;
-use sha2::Digest as _;
 use iocd_store::{AppInsertError, AppRegistration, IdentityStore, Scope, StoredSigningKey};
+use sha2::Digest as _;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -395,7 +395,6 @@ impl IdentityProvider {
     }
 }
 
-
 async fn load_or_create_signing_key(store: &dyn IdentityStore) -> anyhow::Result<SigningKey> {
     if let Some(stored) = store.signing_key().await? {
         return Ok(SigningKey::from_pkcs8_pem(&stored.private_key_pem)?);
@@ -452,7 +451,11 @@ impl TokenAuthenticator {
 
     fn is_own(&self, token: &ValidatedToken) -> bool {
         let tenant = &token.tenant_id;
-        token.issuer == self.provider.issuer_v2_template().replace(TENANT_ID_PLACEHOLDER, tenant)
+        token.issuer
+            == self
+                .provider
+                .issuer_v2_template()
+                .replace(TENANT_ID_PLACEHOLDER, tenant)
             || token.issuer
                 == self
                     .provider
@@ -558,7 +561,10 @@ impl Authenticator for TokenAuthenticator {
             .collect();
         // A delegated token's `Ti.ReadWrite` scope acts as the application role of that name:
         // the user's indicators are the app's own (iocd has no per-user scoping).
-        if validated.scopes.iter().any(|s| s == Role::ReadWrite.as_str())
+        if validated
+            .scopes
+            .iter()
+            .any(|s| s == Role::ReadWrite.as_str())
             && !roles.contains(&Role::ReadWrite)
         {
             roles.push(Role::ReadWrite);
@@ -743,7 +749,16 @@ mod tests {
     fn tenant_ids_are_checked() {
         assert!(validate_tenant_id("6f1c2b4e-0000-4000-8000-00000000000a").is_ok());
         assert!(validate_tenant_id("contoso.example").is_ok());
-        for bad in ["", "a/b", "-x", "{tenantid}", "api", "API", "common", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a/b",
+            "-x",
+            "{tenantid}",
+            "api",
+            "API",
+            "common",
+            &"x".repeat(65),
+        ] {
             assert!(validate_tenant_id(bad).is_err(), "{bad}");
         }
     }

@@ -24,10 +24,7 @@ pub fn routes() -> Router<AppState> {
     // Entra accepts GET as well as POST on the token endpoint, and one real client sends a GET
     // with a form body.
     Router::new()
-        .route(
-            "/{tenant}/oauth2/v2.0/token",
-            get(token_v2).post(token_v2),
-        )
+        .route("/{tenant}/oauth2/v2.0/token", get(token_v2).post(token_v2))
         .route("/{tenant}/oauth2/token", get(token_v1).post(token_v1))
         .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/{tenant}/discovery/keys", get(jwks))
@@ -151,7 +148,9 @@ fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<TokenForm, OAuthError
             StatusCode::BAD_REQUEST,
             "invalid_request",
             900144,
-            format!("The request body must be application/x-www-form-urlencoded, not '{content_type}'."),
+            format!(
+                "The request body must be application/x-www-form-urlencoded, not '{content_type}'."
+            ),
         ));
     }
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
@@ -287,7 +286,11 @@ async fn issue_token(
             ))
         }
     }
-    if !provider.tenant_exists(tenant).await.map_err(storage_error)? {
+    if !provider
+        .tenant_exists(tenant)
+        .await
+        .map_err(storage_error)?
+    {
         return Err(OAuthError::unknown_tenant(tenant, "invalid_request"));
     }
     if form.get("client_assertion").is_some() {
@@ -403,7 +406,9 @@ fn server_error() -> OAuthError {
 async fn known_tenant(app: &AppState, tenant: &str, headers: &HeaderMap) -> Result<(), Response> {
     match app.identity.tenant_exists(tenant).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(OAuthError::unknown_tenant(tenant, "invalid_tenant").into_response(headers)),
+        Ok(false) => {
+            Err(OAuthError::unknown_tenant(tenant, "invalid_tenant").into_response(headers))
+        }
         Err(e) => Err(storage_error(e).into_response(headers)),
     }
 }
@@ -430,7 +435,9 @@ async fn openid_configuration_v2(
     }
     let base = app.identity.issuer_base();
     let document: Value = iocd_auth::openid_configuration(
-        &app.identity.issuer_v2_template().replace("{tenantid}", &tenant),
+        &app.identity
+            .issuer_v2_template()
+            .replace("{tenantid}", &tenant),
         &format!("{base}/{tenant}/oauth2/v2.0/token"),
         &format!("{base}/{tenant}/discovery/v2.0/keys"),
     );
@@ -447,7 +454,9 @@ async fn openid_configuration_v1(
     }
     let base = app.identity.issuer_base();
     let document: Value = iocd_auth::openid_configuration(
-        &app.identity.issuer_v1_template().replace("{tenantid}", &tenant),
+        &app.identity
+            .issuer_v1_template()
+            .replace("{tenantid}", &tenant),
         &format!("{base}/{tenant}/oauth2/token"),
         &format!("{base}/{tenant}/discovery/keys"),
     );

@@ -130,9 +130,7 @@ async fn token_flows_v1_and_v2_give_entra_shaped_tokens_that_the_api_accepts() {
     let (status, v2_doc) = status_json(
         server
             .client
-            .get(server.url(&format!(
-                "/{tenant}/v2.0/.well-known/openid-configuration"
-            )))
+            .get(server.url(&format!("/{tenant}/v2.0/.well-known/openid-configuration")))
             .send()
             .await
             .unwrap(),
@@ -375,7 +373,8 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     let server = TestServer::start().await;
     let key = server_key(&server).await;
     let now = SystemTime::now();
-    let issue = |input: TokenClaimsInput, at: SystemTime| key.issue_at(&input, at).unwrap().access_token;
+    let issue =
+        |input: TokenClaimsInput, at: SystemTime| key.issue_at(&input, at).unwrap().access_token;
     let good = issue(own_claims(&server), now);
     // The real key's token is accepted: the rejections below are about what was changed.
     let (status, body) = status_json(
@@ -397,7 +396,11 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     };
     let good_claims = decode_part(&good, 1);
     let kid = decode_part(&good, 0)["kid"].clone();
-    let alg_none = unsigned_token(json!({"alg": "none", "typ": "JWT", "kid": kid}), good_claims.clone(), b"");
+    let alg_none = unsigned_token(
+        json!({"alg": "none", "typ": "JWT", "kid": kid}),
+        good_claims.clone(),
+        b"",
+    );
     let hs256_with_public_key = {
         let jwks: Value = server
             .client
@@ -502,7 +505,11 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     )
     .await;
     assert_eq!(status, 401);
-    assert_eq!(server.row_count().await, rows_before, "refused calls wrote nothing");
+    assert_eq!(
+        server.row_count().await,
+        rows_before,
+        "refused calls wrote nothing"
+    );
 
     // Within the leeway (60 s) an expired token still works.
     let barely_expired = issue(own_claims(&server), now - Duration::from_secs(3599 + 20));
@@ -518,10 +525,11 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
 async fn missing_roles_are_403_naming_the_required_roles() {
     let server = TestServer::start().await;
     let tenant = server.app.tenant_id().to_string();
-    let reader = server
-        .create_app(&tenant, "reader", &[Role::ReadAll])
-        .await;
-    for (method, path) in [(Method::POST, "/api/indicators"), (Method::DELETE, "/api/indicators/1")] {
+    let reader = server.create_app(&tenant, "reader", &[Role::ReadAll]).await;
+    for (method, path) in [
+        (Method::POST, "/api/indicators"),
+        (Method::DELETE, "/api/indicators/1"),
+    ] {
         let mut req = server.request_as(&reader.token, method.clone(), path);
         if method == Method::POST {
             req = req.json(&domain_request(1));
@@ -543,8 +551,12 @@ async fn missing_roles_are_403_naming_the_required_roles() {
         })
         .unwrap()
         .access_token;
-    let (status, body) =
-        status_json(server.send_as(&roleless, Method::GET, "/api/indicators/1").await).await;
+    let (status, body) = status_json(
+        server
+            .send_as(&roleless, Method::GET, "/api/indicators/1")
+            .await,
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"]
         .as_str()
@@ -556,8 +568,12 @@ async fn missing_roles_are_403_naming_the_required_roles() {
 async fn role_semantics_own_versus_all() {
     let server = TestServer::start().await;
     let tenant = server.app.tenant_id().to_string();
-    let own1 = server.create_app(&tenant, "connector one", &[Role::ReadWrite]).await;
-    let own2 = server.create_app(&tenant, "connector two", &[Role::ReadWrite]).await;
+    let own1 = server
+        .create_app(&tenant, "connector one", &[Role::ReadWrite])
+        .await;
+    let own2 = server
+        .create_app(&tenant, "connector two", &[Role::ReadWrite])
+        .await;
     let reader = server.create_app(&tenant, "reader", &[Role::ReadAll]).await;
 
     let (status, created) = status_json(
@@ -630,8 +646,12 @@ async fn role_semantics_own_versus_all() {
 
 async fn tenants_are_isolated() {
     let server = TestServer::start().await;
-    let (status, created) =
-        status_json(server.post_json("/api/indicators", &domain_request(3)).await).await;
+    let (status, created) = status_json(
+        server
+            .post_json("/api/indicators", &domain_request(3))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200);
     let id = created["id"].as_str().unwrap().to_string();
     let path = format!("/api/indicators/{id}");
@@ -640,10 +660,12 @@ async fn tenants_are_isolated() {
         .create_app(&other_tenant, "stranger", &[Role::ReadWriteAll])
         .await;
 
-    let (status, body) = status_json(server.send_as(&stranger.token, Method::GET, &path).await).await;
+    let (status, body) =
+        status_json(server.send_as(&stranger.token, Method::GET, &path).await).await;
     assert_eq!(status, 404, "{body}");
     assert!(body.get("indicatorValue").is_none());
-    let (status, _) = status_json(server.send_as(&stranger.token, Method::DELETE, &path).await).await;
+    let (status, _) =
+        status_json(server.send_as(&stranger.token, Method::DELETE, &path).await).await;
     assert_eq!(status, 404);
     // The same key in the other tenant is a separate indicator, with that tenant's own ids.
     let (status, theirs) = status_json(
@@ -662,7 +684,9 @@ async fn tenants_are_isolated() {
     assert_eq!(ours["lastUpdatedBy"], Value::Null);
     assert_eq!(server.row_count().await, 2);
     // Deleting in one tenant leaves the other's.
-    let res = server.send_as(&stranger.token, Method::DELETE, "/api/indicators/1").await;
+    let res = server
+        .send_as(&stranger.token, Method::DELETE, "/api/indicators/1")
+        .await;
     assert_eq!(res.status(), 204);
     let (status, _) = status_json(server.send(Method::GET, &path).await).await;
     assert_eq!(status, 200);
@@ -717,7 +741,10 @@ async fn external_issuer_tokens_are_accepted_by_their_jwks() {
     assert_eq!(body["createdBy"], entra_app.as_str());
     // Without `app_displayname` the app id stands in for the display name.
     assert_eq!(body["createdByDisplayName"], entra_app.as_str());
-    assert_eq!(body["id"], "1", "the external tenant has its own indicators");
+    assert_eq!(
+        body["id"], "1",
+        "the external tenant has its own indicators"
+    );
     // The default test tenant does not see the external tenant's indicator.
     let (status, _) = status_json(server.send(Method::GET, "/api/indicators/1").await).await;
     assert_eq!(status, 404);
@@ -725,7 +752,12 @@ async fn external_issuer_tokens_are_accepted_by_their_jwks() {
     // A token naming the external issuer but signed by another key is refused.
     let impostor = SigningKey::generate().unwrap();
     let forged = impostor.issue(&claims).unwrap().access_token;
-    let (status, body) = status_json(server.send_as(&forged, Method::GET, "/api/indicators/1").await).await;
+    let (status, body) = status_json(
+        server
+            .send_as(&forged, Method::GET, "/api/indicators/1")
+            .await,
+    )
+    .await;
     assert_eq!(status, 401, "{body}");
 }
 
@@ -738,13 +770,22 @@ async fn replicas_starting_together_share_one_signing_key() {
         iocd_server::AppState::new(stores_b, ServerConfig::default(), "http://a.example"),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.identity.signing_key().kid(), b.identity.signing_key().kid());
+    assert_eq!(
+        a.identity.signing_key().kid(),
+        b.identity.signing_key().kid()
+    );
     let stores_c = iocd_store::open_stores(&database.url).await.unwrap();
     let c = iocd_server::AppState::new(stores_c, ServerConfig::default(), "http://a.example")
         .await
         .unwrap();
-    assert_eq!(a.identity.signing_key().kid(), c.identity.signing_key().kid());
-    assert_eq!(database.scalar("SELECT COUNT(*) FROM signing_keys").await, 1);
+    assert_eq!(
+        a.identity.signing_key().kid(),
+        c.identity.signing_key().kid()
+    );
+    assert_eq!(
+        database.scalar("SELECT COUNT(*) FROM signing_keys").await,
+        1
+    );
     // The secret is stored only as an argon2id hash.
     let creds = iocd_server::identity::register_app(
         c.identity.store().as_ref(),
@@ -754,7 +795,12 @@ async fn replicas_starting_together_share_one_signing_key() {
     )
     .await
     .unwrap();
-    let apps = c.identity.store().list_apps(Some("tenant-a")).await.unwrap();
+    let apps = c
+        .identity
+        .store()
+        .list_apps(Some("tenant-a"))
+        .await
+        .unwrap();
     assert_eq!(apps.len(), 1);
     assert!(apps[0].secret_hash.starts_with("$argon2id$"));
     assert!(!apps[0].secret_hash.contains(&creds.client_secret));

@@ -112,9 +112,8 @@ impl TryFrom<AppRow> for AppRegistration {
     type Error = StoreError;
 
     fn try_from(row: AppRow) -> Result<Self, StoreError> {
-        let roles: Vec<String> = serde_json::from_str(&row.roles).map_err(|e| {
-            StoreError::Corrupt(format!("roles of app {}: {e}", row.client_id))
-        })?;
+        let roles: Vec<String> = serde_json::from_str(&row.roles)
+            .map_err(|e| StoreError::Corrupt(format!("roles of app {}: {e}", row.client_id)))?;
         Ok(AppRegistration {
             tenant_id: row.tenant_id,
             client_id: row.client_id,

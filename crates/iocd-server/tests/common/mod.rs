@@ -118,10 +118,7 @@ impl TestServer {
     pub async fn fetch_token(&self, credentials: &NewAppCredentials) -> String {
         let res = self
             .client
-            .post(self.url(&format!(
-                "/{}/oauth2/v2.0/token",
-                credentials.tenant_id
-            )))
+            .post(self.url(&format!("/{}/oauth2/v2.0/token", credentials.tenant_id)))
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", credentials.client_id.as_str()),
@@ -133,7 +130,10 @@ impl TestServer {
             .expect("token request");
         let (status, body) = status_json(res).await;
         assert_eq!(status, 200, "token endpoint: {body}");
-        body["access_token"].as_str().expect("access_token").to_string()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
     }
 
     /// A request as the default app (its bearer token attached).
