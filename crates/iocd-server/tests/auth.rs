@@ -168,13 +168,16 @@ async fn token_flows_v1_and_v2_give_entra_shaped_tokens_that_the_api_accepts() {
     assert!(jwks["keys"][0].get("d").is_none(), "no private part");
 }
 
+/// Path, form, expected status, expected `error`, text the description must contain.
+type TokenErrorCase<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str, &'a str);
+
 async fn token_endpoint_errors_are_oauth_shaped() {
     let server = TestServer::start().await;
     let creds = server.app.credentials.clone();
     let tenant = creds.tenant_id.as_str();
     let v2 = format!("/{tenant}/oauth2/v2.0/token");
     let scope = "https://api.securitycenter.microsoft.com/.default";
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str, &str)> = vec![
+    let cases: Vec<TokenErrorCase> = vec![
         (
             v2.clone(),
             vec![
