@@ -809,7 +809,59 @@ async fn replicas_starting_together_share_one_signing_key() {
     assert!(!apps[0].secret_hash.contains(&creds.client_secret));
 }
 
+async fn remembered_secrets_never_admit_a_wrong_secret_or_a_deleted_app() {
+    let server = TestServer::start().await;
+    let tenant = server.app.tenant_id().to_string();
+    let app = server
+        .create_app(&tenant, "short-lived", &[Role::ReadWrite])
+        .await;
+    let form = |secret: &str| {
+        vec![
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("client_id".to_string(), app.client_id().to_string()),
+            ("client_secret".to_string(), secret.to_string()),
+            ("scope".to_string(), format!("{AUDIENCE}/.default")),
+        ]
+    };
+    let path = format!("/{tenant}/oauth2/v2.0/token");
+    let ask = |secret: String| {
+        let body = serde_urlencoded::to_string(form(&secret)).unwrap();
+        let req = server
+            .client
+            .post(server.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { status_json(req.send().await.unwrap()).await }
+    };
+    // The right secret was just verified (create_app fetched a token): it is remembered now.
+    let (status, _) = ask(app.credentials.client_secret.clone()).await;
+    assert_eq!(status, 200);
+    let mut wrong = app.credentials.client_secret.clone();
+    wrong.pop();
+    let (status, body) = ask(wrong).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_client");
+    // A burst of good requests all succeed.
+    let burst =
+        futures::future::join_all((0..20).map(|_| ask(app.credentials.client_secret.clone())))
+            .await;
+    assert!(burst.iter().all(|(status, _)| *status == 200));
+    // Once deleted, the app gets no new token although its secret is still remembered.
+    assert!(server
+        .identity
+        .delete_app(&tenant, app.client_id())
+        .await
+        .unwrap());
+    let (status, body) = ask(app.credentials.client_secret.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("AADSTS700016"));
+}
+
 on_every_backend!(
+    remembered_secrets_never_admit_a_wrong_secret_or_a_deleted_app,
     token_flows_v1_and_v2_give_entra_shaped_tokens_that_the_api_accepts,
     token_endpoint_errors_are_oauth_shaped,
     every_bad_token_is_refused_with_401_and_a_challenge,
