@@ -114,7 +114,23 @@ async fn token_flows_v1_and_v2_give_entra_shaped_tokens_that_the_api_accepts() {
     assert_eq!(status, 200, "{body}");
     let via_get = body["access_token"].as_str().unwrap().to_string();
 
-    for token in [&v2, &v1, &via_get] {
+    // iocd's own URL is an accepted resource too.
+    let (status, body) = token_request(
+        &server,
+        &format!("/{tenant}/oauth2/v2.0/token"),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &creds.client_id),
+            ("client_secret", &creds.client_secret),
+            ("scope", &format!("{base}/.default")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let own_audience = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(decode_part(&own_audience, 1)["aud"], base.as_str());
+
+    for token in [&v2, &v1, &via_get, &own_audience] {
         let (status, body) = status_json(
             server
                 .post_json_as(token, "/api/indicators", &domain_request(1))
