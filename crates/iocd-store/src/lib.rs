@@ -4,6 +4,7 @@
 //! The store applies the domain's upsert rules ([`iocd_domain::Indicator::create`] and
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
+mod listing;
 pub mod postgres;
 mod protocol;
 mod rows;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
+pub use listing::{ListPage, ListRequest};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -129,14 +131,14 @@ pub trait IndicatorStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError>;
 
-    /// Active indicators visible in `scope`, ordered by id, `skip`/`take` paged.
+    /// One page of the active indicators visible in `scope` that match the request's filter,
+    /// in its order (always ending with `id`, so paging is stable).
     async fn list(
         &self,
         scope: &Scope,
-        skip: u64,
-        take: u64,
+        request: &ListRequest,
         now: Timestamp,
-    ) -> Result<Vec<Indicator>, StoreError>;
+    ) -> Result<ListPage, StoreError>;
 
     /// Active indicators of the tenant (what the quota counts).
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;
