@@ -58,9 +58,13 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A request to `path` on this server, for tests that need headers or bodies of their own.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
+        self.request(Method::POST, path)
             .json(body)
             .send()
             .await
@@ -68,11 +72,7 @@ impl TestServer {
     }
 
     pub async fn send(&self, method: Method, path: &str) -> Response {
-        self.client
-            .request(method, self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.request(method, path).send().await.expect("request")
     }
 
     /// Rows in the indicators table, read straight from the database (expired ones included),
