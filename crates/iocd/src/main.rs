@@ -1,4 +1,10 @@
-//! The `iocd` command: `iocd serve` runs the server.
+//! The `iocd` command: `iocd serve` runs the server; `iocd import` / `iocd export` move
+//! indicator files to and from a running server over HTTP.
+
+mod client;
+mod client_auth;
+mod export;
+mod import;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +39,10 @@ enum LogFormat {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Import a portal CSV, JSON or STIX 2.1 file into a running server (batches of 500).
+    Import(import::ImportArgs),
+    /// Export every indicator from a running server as CSV, JSON or STIX 2.1.
+    Export(export::ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -101,5 +111,12 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Import(args) => {
+            if !import::run(args).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Export(args) => export::run(args).await,
     }
 }
