@@ -1,5 +1,6 @@
 //! iocd's HTTP API: thin axum handlers over [`iocd_domain`] and an [`IndicatorStore`].
 
+pub mod bulk;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -107,7 +108,15 @@ impl AppState {
 
 fn api_routes() -> Router<AppState> {
     Router::new()
-        .route("/indicators", post(handlers::submit_indicator))
+        .route(
+            "/indicators",
+            post(handlers::submit_indicator).get(bulk::list_indicators),
+        )
+        .route("/indicators/import", post(bulk::import_indicators))
+        .route(
+            "/indicators/BatchDelete",
+            post(bulk::batch_delete_indicators),
+        )
         .route(
             "/indicators/{id}",
             get(handlers::get_indicator).delete(handlers::delete_indicator),

@@ -81,9 +81,16 @@ impl Modify for BearerAuth {
         crate::handlers::submit_indicator,
         crate::handlers::get_indicator,
         crate::handlers::delete_indicator,
+        crate::bulk::list_indicators,
+        crate::bulk::import_indicators,
+        crate::bulk::batch_delete_indicators,
     ),
-    components(schemas(Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail)),
+    components(schemas(
+        Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
+        crate::bulk::IndicatorCollection, crate::bulk::ImportRequest, crate::bulk::ImportResult,
+        crate::bulk::ImportResponse, crate::bulk::BatchDeleteRequest,
+    )),
     modifiers(&BearerAuth),
-    tags((name = "indicators", description = "Submit, read and delete indicators"))
+    tags((name = "indicators", description = "Submit, list, import, read and delete indicators"))
 )]
 pub struct ApiDoc;

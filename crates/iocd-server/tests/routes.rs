@@ -130,6 +130,19 @@ async fn openapi_document_and_docs_page_are_served() {
     );
     assert!(doc["paths"]["/api/indicators/{id}"]["get"].is_object());
     assert!(doc["paths"]["/api/indicators/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/api/indicators"]["get"].is_object());
+    assert!(doc["paths"]["/api/indicators/import"]["post"].is_object());
+    assert!(doc["paths"]["/api/indicators/BatchDelete"]["post"].is_object());
+    let import = &doc["components"]["schemas"]["ImportRequest"]["properties"];
+    assert!(import["Indicators"].is_object(), "{import}");
+    let result = &doc["components"]["schemas"]["ImportResult"]["properties"];
+    for field in ["id", "indicator", "isFailed", "failureReason"] {
+        assert!(result[field].is_object(), "{field}: {result}");
+    }
+    let batch = &doc["components"]["schemas"]["BatchDeleteRequest"]["properties"];
+    assert!(batch["IndicatorIds"].is_object(), "{batch}");
+    let page = &doc["components"]["schemas"]["IndicatorCollection"]["properties"];
+    assert!(page["@odata.nextLink"].is_object(), "{page}");
     let schemas = &doc["components"]["schemas"];
     for name in [
         "Indicator",

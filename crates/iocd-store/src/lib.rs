@@ -5,6 +5,7 @@
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
 pub mod identity;
+mod listing;
 pub mod postgres;
 mod protocol;
 mod rows;
@@ -18,6 +19,7 @@ use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
 pub use identity::{AppInsertError, AppRegistration, IdentityStore, StoredSigningKey};
+pub use listing::{ListPage, ListRequest};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -131,14 +133,14 @@ pub trait IndicatorStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError>;
 
-    /// Active indicators visible in `scope`, ordered by id, `skip`/`take` paged.
+    /// One page of the active indicators visible in `scope` that match the request's filter,
+    /// in its order (always ending with `id`, so paging is stable).
     async fn list(
         &self,
         scope: &Scope,
-        skip: u64,
-        take: u64,
+        request: &ListRequest,
         now: Timestamp,
-    ) -> Result<Vec<Indicator>, StoreError>;
+    ) -> Result<ListPage, StoreError>;
 
     /// Active indicators of the tenant (what the quota counts).
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;

@@ -16,10 +16,15 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
 use crate::identity::impl_identity_store;
+use crate::listing::{bind_values, into_page, list_sql};
 use crate::protocol::impl_write_connection;
-use crate::rows::{get_visible_sql, ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
+use crate::rows::{get_visible_sql, ticks, IndicatorRow, COUNT_ACTIVE};
 use crate::writer::Writer;
-use crate::{DeleteOutcome, IndicatorStore, ItemResult, Scope, StoreError, WriteLimits};
+use crate::{
+    DeleteOutcome, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
+    WriteLimits,
+};
+use iocd_odata::Dialect;
 
 pub struct PostgresStore {
     readers: PgPool,
@@ -84,6 +89,31 @@ impl PostgresStore {
             writer: Writer::spawn(PgWriter { conn, options }),
         })
     }
+
+    /// The plan of the statement [`IndicatorStore::list`] runs for this request, as the lines
+    /// `EXPLAIN` prints (`Index Scan using indicators_value on indicators …`). For operators
+    /// and tests that check a filter is served by an index.
+    pub async fn explain_list(
+        &self,
+        scope: &Scope,
+        request: &ListRequest,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let statement = list_sql(Dialect::Postgres, scope, request, ticks(now));
+        let sql = format!("EXPLAIN {}", statement.sql);
+        let lines: Vec<String> = bind_values!(sqlx::query_scalar(&sql), &statement.binds)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(lines)
+    }
+
+    /// Refreshes the planner's statistics (`ANALYZE indicators`), as autovacuum eventually does.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE indicators")
+            .execute(&self.readers)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -128,23 +158,19 @@ impl IndicatorStore for PostgresStore {
     async fn list(
         &self,
         scope: &Scope,
-        skip: u64,
-        take: u64,
+        request: &ListRequest,
         now: Timestamp,
-    ) -> Result<Vec<Indicator>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \
-             AND (CAST($3 AS TEXT) IS NULL OR created_by = $3) ORDER BY id LIMIT $4 OFFSET $5"
-        );
-        let rows: Vec<IndicatorRow> = sqlx::query_as(&sql)
-            .bind(&scope.tenant_id)
-            .bind(ticks(now))
-            .bind(scope.owner.as_deref())
-            .bind(take as i64)
-            .bind(skip as i64)
-            .fetch_all(&self.readers)
-            .await?;
-        rows.into_iter().map(Indicator::try_from).collect()
+    ) -> Result<ListPage, StoreError> {
+        let statement = list_sql(Dialect::Postgres, scope, request, ticks(now));
+        let rows: Vec<IndicatorRow> =
+            bind_values!(sqlx::query_as(&statement.sql), &statement.binds)
+                .fetch_all(&self.readers)
+                .await?;
+        let indicators = rows
+            .into_iter()
+            .map(Indicator::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(indicators, request.take))
     }
 
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError> {

@@ -14,15 +14,18 @@ use iocd_domain::{Actor, Indicator, Submission};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Row, SqliteConnection};
 
 use crate::identity::impl_identity_store;
+use crate::listing::{bind_values, into_page, list_sql};
 use crate::protocol::impl_write_connection;
-use crate::rows::{get_visible_sql, ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
+use crate::rows::{get_visible_sql, ticks, IndicatorRow, COUNT_ACTIVE};
 use crate::writer::Writer;
-use crate::{DeleteOutcome, IndicatorStore, ItemResult, Scope, StoreError, WriteLimits};
-
-const ACTIVE: &str = "(expiration_time IS NULL OR expiration_time > $2)";
+use crate::{
+    DeleteOutcome, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
+    WriteLimits,
+};
+use iocd_odata::Dialect;
 
 pub struct SqliteStore {
     readers: SqlitePool,
@@ -71,6 +74,26 @@ impl SqliteStore {
             writer: Writer::spawn(SqliteWriter { conn }),
         })
     }
+
+    /// The query plan of the statement [`IndicatorStore::list`] runs for this request, one
+    /// `EXPLAIN QUERY PLAN` detail line per step (`SEARCH indicators USING INDEX …`). For
+    /// operators and tests that check a filter is served by an index.
+    pub async fn explain_list(
+        &self,
+        scope: &Scope,
+        request: &ListRequest,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let statement = list_sql(Dialect::Sqlite, scope, request, ticks(now));
+        let sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+        let rows = bind_values!(sqlx::query(&sql), &statement.binds)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -115,23 +138,19 @@ impl IndicatorStore for SqliteStore {
     async fn list(
         &self,
         scope: &Scope,
-        skip: u64,
-        take: u64,
+        request: &ListRequest,
         now: Timestamp,
-    ) -> Result<Vec<Indicator>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND {ACTIVE} AND (CAST($3 AS TEXT) IS NULL OR created_by = $3) \
-             ORDER BY id LIMIT $4 OFFSET $5"
-        );
-        let rows: Vec<IndicatorRow> = sqlx::query_as(&sql)
-            .bind(&scope.tenant_id)
-            .bind(ticks(now))
-            .bind(scope.owner.as_deref())
-            .bind(take as i64)
-            .bind(skip as i64)
-            .fetch_all(&self.readers)
-            .await?;
-        rows.into_iter().map(Indicator::try_from).collect()
+    ) -> Result<ListPage, StoreError> {
+        let statement = list_sql(Dialect::Sqlite, scope, request, ticks(now));
+        let rows: Vec<IndicatorRow> =
+            bind_values!(sqlx::query_as(&statement.sql), &statement.binds)
+                .fetch_all(&self.readers)
+                .await?;
+        let indicators = rows
+            .into_iter()
+            .map(Indicator::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(into_page(indicators, request.take))
     }
 
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError> {

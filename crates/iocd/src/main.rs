@@ -1,8 +1,12 @@
 //! The `iocd` command: `iocd serve` runs the server, `iocd apps` manages the apps that may get
-//! tokens, `iocd token` fetches one.
+//! tokens, `iocd token` fetches one, and `iocd import` / `iocd export` move indicator files to
+//! and from a running server over HTTP.
 
 mod apps;
+mod client;
 mod client_auth;
+mod export;
+mod import;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +48,10 @@ enum Command {
     Apps(AppsCommand),
     /// Fetch an access token from a server's token endpoint and print it.
     Token(TokenArgs),
+    /// Import a portal CSV, JSON or STIX 2.1 file into a running server (batches of 500).
+    Import(import::ImportArgs),
+    /// Export every indicator from a running server as CSV, JSON or STIX 2.1.
+    Export(export::ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -281,5 +289,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Apps(command) => run_apps(command).await,
         Command::Token(args) => run_token(args).await,
+        Command::Import(args) => {
+            if !import::run(args).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Export(args) => export::run(args).await,
     }
 }

@@ -1,0 +1,125 @@
+//! The HTTP client of `iocd import` / `iocd export`: base URL, optional bearer token, waiting
+//! out 429 `Retry-After`, and errors that show the server's error body.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::client_auth::fetch_token;
+
+/// How to reach a server and authenticate to it (flags shared by the client commands).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Base URL of the iocd (or compatible) server.
+    #[arg(long, env = "IOCD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token to send. Without it (and without client credentials) no Authorization header is sent.
+    #[arg(long, env = "IOCD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tenant id, to fetch a token with --client-id/--client-secret.
+    #[arg(long, env = "IOCD_TENANT_ID")]
+    pub tenant: Option<String>,
+    #[arg(long, env = "IOCD_CLIENT_ID")]
+    pub client_id: Option<String>,
+    #[arg(long, env = "IOCD_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+}
+
+/// Longest a single `Retry-After` wait may be, and how many 429s in a row we sit out.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(120);
+const MAX_THROTTLED_RETRIES: u32 = 20;
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// Builds the client, fetching a token first when client credentials were given.
+    pub async fn connect(args: &ServerArgs) -> anyhow::Result<ApiClient> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .context("building the HTTP client")?;
+        let base = args.url.trim_end_matches('/').to_string();
+        let token = match (&args.token, &args.tenant, &args.client_id, &args.client_secret) {
+            (Some(token), ..) => Some(token.clone()),
+            (None, Some(tenant), Some(id), Some(secret)) => {
+                Some(fetch_token(&http, &base, tenant, id, secret).await?)
+            }
+            (None, None, None, None) => None,
+            _ => bail!("to fetch a token, give all of --tenant, --client-id and --client-secret (or --token)"),
+        };
+        Ok(ApiClient { http, base, token })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request (to a path or an absolute URL), retrying after 429 as the server asks.
+    async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let mut throttled = 0;
+        loop {
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("{method} {url}"))?;
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS && throttled < MAX_THROTTLED_RETRIES {
+                throttled += 1;
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(MAX_RETRY_WAIT);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let text = response
+                .text()
+                .await
+                .with_context(|| format!("reading the answer to {method} {url}"))?;
+            if !status.is_success() {
+                let detail = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| {
+                        let e = v.get("error")?;
+                        Some(format!(
+                            "{}: {}",
+                            e.get("code")?.as_str()?,
+                            e.get("message")?.as_str()?
+                        ))
+                    })
+                    .unwrap_or(text);
+                bail!("{method} {url} failed with {status}: {detail}");
+            }
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text)
+                .with_context(|| format!("the answer to {method} {url} is not JSON"));
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(Method::POST, &self.url(path), Some(body)).await
+    }
+
+    pub async fn get(&self, url: &str) -> anyhow::Result<Value> {
+        self.send(Method::GET, url, None).await
+    }
+}
