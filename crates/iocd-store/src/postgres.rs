@@ -28,6 +28,7 @@ pub struct PostgresStore {
 struct PgWriter {
     conn: PgConnection,
     options: PgConnectOptions,
+    ids: crate::protocol::IdCounters,
 }
 
 impl_write_connection!(PgWriter, begin_locked);
@@ -78,7 +79,11 @@ impl PostgresStore {
         let conn = options.connect().await?;
         Ok(PostgresStore {
             readers,
-            writer: Writer::spawn(PgWriter { conn, options }),
+            writer: Writer::spawn(PgWriter {
+                conn,
+                options,
+                ids: Default::default(),
+            }),
         })
     }
 }

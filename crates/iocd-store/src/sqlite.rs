@@ -30,6 +30,7 @@ pub struct SqliteStore {
 
 struct SqliteWriter {
     conn: SqliteConnection,
+    ids: crate::protocol::IdCounters,
 }
 
 impl_write_connection!(SqliteWriter, begin_immediate);
@@ -65,7 +66,10 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             readers,
-            writer: Writer::spawn(SqliteWriter { conn }),
+            writer: Writer::spawn(SqliteWriter {
+                conn,
+                ids: Default::default(),
+            }),
         })
     }
 }

@@ -167,7 +167,7 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
         .zip(outcomes)
         .map(|(cmd, outcome)| outcome.into_reply(cmd))
         .collect();
-    match conn.execute("COMMIT").await {
+    match conn.commit().await {
         Ok(()) => replies.into_iter().for_each(Reply::send),
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
