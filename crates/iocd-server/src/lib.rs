@@ -4,6 +4,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod identity;
+pub mod oauth;
 pub mod openapi;
 mod paths;
 
@@ -17,7 +18,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use iocd_store::{IndicatorStore, WriteLimits};
+use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -29,7 +30,7 @@ use utoipa::OpenApi;
 use utoipa_scalar::Servable;
 
 pub use handlers::DeleteStatus;
-use identity::Authenticator;
+use identity::{Authenticator, IdentityConfig, IdentityProvider, TokenAuthenticator};
 
 /// Everything that shapes the server's behaviour; every limit is here.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     /// Public base URL (`https://iocd.example.com`) for `@odata.context` and links; by default
     /// the scheme and `Host` the client used.
     pub public_url: Option<String>,
+    /// Token issuing and validation: issuer URL, accepted audiences, lifetime, external issuers.
+    pub identity: IdentityConfig,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             max_active_indicators: Some(15_000),
             delete_status: DeleteStatus::NoContent,
             public_url: None,
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -61,10 +65,39 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub store: Arc<dyn IndicatorStore>,
     pub authenticator: Arc<dyn Authenticator>,
+    /// iocd's own identity provider: signing key, app registry, token endpoint state.
+    pub identity: Arc<IdentityProvider>,
     pub config: Arc<ServerConfig>,
 }
 
 impl AppState {
+    /// The state for a server over `stores`: loads (or on first start generates and stores) the
+    /// token-signing key and sets up bearer-token authentication. `listen_url` is the base of
+    /// iocd's issuer URL unless the configuration names one (`identity.issuer_url`, else
+    /// `public_url`).
+    pub async fn new(
+        stores: Stores,
+        config: ServerConfig,
+        listen_url: &str,
+    ) -> anyhow::Result<AppState> {
+        let issuer_base = config
+            .identity
+            .issuer_url
+            .clone()
+            .or_else(|| config.public_url.clone())
+            .unwrap_or_else(|| listen_url.to_string());
+        let identity = Arc::new(
+            IdentityProvider::open(stores.identity, &config.identity, &issuer_base).await?,
+        );
+        let authenticator = Arc::new(TokenAuthenticator::new(identity.clone(), &config.identity));
+        Ok(AppState {
+            store: stores.indicators,
+            authenticator,
+            identity,
+            config: Arc::new(config),
+        })
+    }
+
     pub fn write_limits(&self) -> WriteLimits {
         WriteLimits {
             max_active_indicators: self.config.max_active_indicators,
@@ -89,6 +122,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api_routes())
         .nest("/api/v1.0", api_routes())
+        .merge(oauth::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
@@ -134,10 +168,15 @@ pub struct Server {
 impl Server {
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server {
+        Ok(Self::on_listener(listener, state))
+    }
+
+    /// A server on a listener bound beforehand (to learn its port before building the state).
+    pub fn on_listener(listener: TcpListener, state: AppState) -> Server {
+        Server {
             listener,
             router: app(state),
-        })
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
