@@ -254,12 +254,13 @@ pub async fn bearer_token(
     }
 }
 
-/// The `Authorization` header value for requests to `base_url`, or None while the server has
-/// no authentication (before OAuth2 tokens were wired into it).
+/// The `Authorization` header value for requests to `base_url` (the server requires a
+/// bearer token on the API): a token of a new `Ti.ReadWrite.All` app, see [`bearer_token`].
 pub async fn authorization(
-    _binary: &Path,
-    _database_url: &str,
-    _base_url: &str,
+    binary: &Path,
+    database_url: &str,
+    base_url: &str,
 ) -> anyhow::Result<Option<String>> {
-    Ok(None)
+    let token = bearer_token(binary, database_url, base_url).await?;
+    Ok(Some(format!("Bearer {token}")))
 }
