@@ -34,6 +34,7 @@ pub struct PostgresStore {
 struct PgWriter {
     conn: PgConnection,
     options: PgConnectOptions,
+    ids: crate::protocol::IdCounters,
 }
 
 impl_identity_store!(PostgresStore);
@@ -86,7 +87,11 @@ impl PostgresStore {
         let conn = options.connect().await?;
         Ok(PostgresStore {
             readers,
-            writer: Writer::spawn(PgWriter { conn, options }),
+            writer: Writer::spawn(PgWriter {
+                conn,
+                options,
+                ids: Default::default(),
+            }),
         })
     }
 

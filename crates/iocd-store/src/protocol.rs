@@ -16,8 +16,10 @@ pub(crate) trait WriteConnection: Send + 'static {
     /// Opens the batch's transaction. `tenants` (sorted, unique) are the tenants it writes; a
     /// backend shared by several servers locks them here so their writes are serialised.
     async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error>;
-    /// Runs a statement without results (`SAVEPOINT`, `COMMIT`, …).
+    /// Runs a statement without results (`SAVEPOINT`, `ROLLBACK`, …).
     async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error>;
+    /// Writes back the id counters the transaction used, then commits it.
+    async fn commit(&mut self) -> Result<(), sqlx::Error>;
     async fn find_by_key(
         &mut self,
         tenant: &str,
@@ -115,6 +117,15 @@ pub(crate) async fn delete_ids<C: WriteConnection>(
     Ok(DeleteOutcome::Deleted(unique.len()))
 }
 
+/// The last indicator id handed out per tenant in the open transaction. The first id a tenant
+/// takes in a transaction comes from its counter row (a statement); the following ones are
+/// counted here and the counter is written once, before `COMMIT`: one statement per tenant and
+/// batch instead of one per created indicator. The counter rows are the transaction's (on
+/// PostgreSQL locked at `begin`), so nobody else moves them meanwhile. The counter is written
+/// as the highest id handed out, also ids of commands undone by a savepoint: ids leave gaps
+/// on errors but are never reused.
+pub(crate) type IdCounters = std::collections::HashMap<String, i64>;
+
 /// Implements the statement methods of [`WriteConnection`] for a wrapper struct with a `conn`
 /// field, whose sqlx connection type runs the shared SQL unchanged. Only `begin` differs
 /// between databases and is passed in.
@@ -123,7 +134,23 @@ macro_rules! impl_write_connection {
         #[async_trait::async_trait]
         impl $crate::protocol::WriteConnection for $writer {
             async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error> {
+                self.ids.clear();
                 $begin(self, tenants).await
+            }
+
+            async fn commit(&mut self) -> Result<(), sqlx::Error> {
+                for (tenant, last) in self.ids.drain() {
+                    // An upsert: a savepoint undone may have taken the row's creation with it.
+                    sqlx::query($crate::rows::SET_LAST_ID)
+                        .bind(tenant)
+                        .bind(last)
+                        .execute(&mut self.conn)
+                        .await?;
+                }
+                sqlx::query("COMMIT")
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ())
             }
 
             async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
@@ -176,10 +203,16 @@ macro_rules! impl_write_connection {
             }
 
             async fn next_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
-                sqlx::query_scalar($crate::rows::NEXT_ID)
+                if let Some(last) = self.ids.get_mut(tenant) {
+                    *last += 1;
+                    return Ok(*last);
+                }
+                let id: i64 = sqlx::query_scalar($crate::rows::NEXT_ID)
                     .bind(tenant)
                     .fetch_one(&mut self.conn)
-                    .await
+                    .await?;
+                self.ids.insert(tenant.to_string(), id);
+                Ok(id)
             }
 
             async fn count_active(

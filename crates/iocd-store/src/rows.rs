@@ -195,6 +195,10 @@ pub const NEXT_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VA
     ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = tenants.next_indicator_id + 1 \
     RETURNING next_indicator_id";
 
+/// Sets the last id given out in tenant `$1` to `$2`, creating the tenant's counter if missing.
+pub const SET_LAST_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VALUES ($1, $2) \
+    ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = excluded.next_indicator_id";
+
 /// Active indicators of tenant `$1` at time `$2` (ticks).
 pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
     WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2)";

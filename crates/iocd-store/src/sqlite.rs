@@ -34,6 +34,7 @@ pub struct SqliteStore {
 
 struct SqliteWriter {
     conn: SqliteConnection,
+    ids: crate::protocol::IdCounters,
 }
 
 impl_identity_store!(SqliteStore);
@@ -71,7 +72,10 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             readers,
-            writer: Writer::spawn(SqliteWriter { conn }),
+            writer: Writer::spawn(SqliteWriter {
+                conn,
+                ids: Default::default(),
+            }),
         })
     }
 
