@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod identity;
 pub mod openapi;
 mod paths;
+pub mod ratelimit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use iocd_ratelimit::RateLimiter;
 use iocd_store::{IndicatorStore, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -30,6 +32,7 @@ use utoipa_scalar::Servable;
 
 pub use handlers::DeleteStatus;
 use identity::Authenticator;
+pub use ratelimit::RateLimitConfig;
 
 /// Everything that shapes the server's behaviour; every limit is here.
 #[derive(Debug, Clone)]
@@ -43,6 +46,9 @@ pub struct ServerConfig {
     /// Public base URL (`https://iocd.example.com`) for `@odata.context` and links; by default
     /// the scheme and `Host` the client used.
     pub public_url: Option<String>,
+    /// Rate limits per (tenant, app, endpoint family); build the limiter with
+    /// [`ratelimit::build_limiter`] into [`AppState::rate_limiter`].
+    pub rate_limits: RateLimitConfig,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +59,7 @@ impl Default for ServerConfig {
             max_active_indicators: Some(15_000),
             delete_status: DeleteStatus::NoContent,
             public_url: None,
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }
@@ -62,6 +69,8 @@ pub struct AppState {
     pub store: Arc<dyn IndicatorStore>,
     pub authenticator: Arc<dyn Authenticator>,
     pub config: Arc<ServerConfig>,
+    /// Decides every API call's rate limit (built from `config.rate_limits`).
+    pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl AppState {
@@ -72,13 +81,18 @@ impl AppState {
     }
 }
 
-fn api_routes() -> Router<AppState> {
+fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/indicators", post(handlers::submit_indicator))
         .route(
             "/indicators/{id}",
             get(handlers::get_indicator).delete(handlers::delete_indicator),
         )
+        // Last: it wraps only the routes above. Each route's family is in `ratelimit::family_of`.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::enforce,
+        ))
 }
 
 /// The application with all its layers, ready to serve.
@@ -87,8 +101,8 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
     Router::new()
-        .nest("/api", api_routes())
-        .nest("/api/v1.0", api_routes())
+        .nest("/api", api_routes(&state))
+        .nest("/api/v1.0", api_routes(&state))
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))

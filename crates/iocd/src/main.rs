@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use iocd_ratelimit::{Policy, PolicyOverride};
 use iocd_server::identity::FixedIdentity;
-use iocd_server::{AppState, DeleteStatus, Server, ServerConfig};
+use iocd_server::{AppState, DeleteStatus, RateLimitConfig, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -55,6 +56,35 @@ struct ServeArgs {
     /// Public base URL used in @odata.context and links (default: the scheme and Host of each request).
     #[arg(long, env = "IOCD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Rate limits per (tenant, app, endpoint family): MDE's documented limits (adjusted by
+    /// --rate-limit), or off.
+    #[arg(long, env = "IOCD_RATE_LIMITS", value_enum, default_value_t = Switch::On)]
+    rate_limits: Switch,
+    /// Replace one family's limits: FAMILY=LIMIT/PERIOD[,LIMIT/PERIOD…] or FAMILY=off, where FAMILY
+    /// is submit, list, get, delete, import, batchdelete or all and PERIOD a number with ms, s, m, h
+    /// or d (e.g. submit=100/1m,1500/1h). Repeatable; in the environment variable separate settings
+    /// with ';'.
+    #[arg(
+        long = "rate-limit",
+        env = "IOCD_RATE_LIMIT",
+        value_name = "FAMILY=WINDOWS",
+        value_delimiter = ';'
+    )]
+    rate_limit: Vec<PolicyOverride>,
+    /// Redis URL (redis://host:6379/0) holding the rate-limit windows, so that every replica shares
+    /// them. Without it, each process limits on its own. If Redis is unreachable, rate-limited calls
+    /// answer 503 (never unlimited) until it is back.
+    #[arg(long, env = "IOCD_REDIS_URL")]
+    redis: Option<String>,
+    /// Prefix of the rate-limit keys in Redis (to share one Redis between deployments).
+    #[arg(long, env = "IOCD_REDIS_KEY_PREFIX", default_value = "iocd:ratelimit")]
+    redis_key_prefix: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 fn init_logging(format: LogFormat) {
@@ -81,11 +111,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             DeleteStatus::NoContent
         },
         public_url: args.public_url,
+        rate_limits: RateLimitConfig {
+            enabled: args.rate_limits == Switch::On,
+            policy: args
+                .rate_limit
+                .iter()
+                .fold(Policy::mde_defaults(), Policy::with_override),
+            redis_url: args.redis,
+            redis_key_prefix: args.redis_key_prefix,
+            ..RateLimitConfig::default()
+        },
     };
+    tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
+    let rate_limiter = iocd_server::ratelimit::build_limiter(&config.rate_limits).await?;
     let state = AppState {
         store,
         authenticator: Arc::new(FixedIdentity::development()),
         config: Arc::new(config),
+        rate_limiter,
     };
     let server = Server::bind(args.listen, state)
         .await

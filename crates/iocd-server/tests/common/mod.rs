@@ -32,10 +32,14 @@ impl TestServer {
         let database = TestDatabase::create(Backend::current()).await;
         let database_url = database.url.clone();
         let store = iocd_store::open(&database_url).await.expect("open store");
+        let rate_limiter = iocd_server::ratelimit::build_limiter(&config.rate_limits)
+            .await
+            .expect("rate limiter");
         let state = AppState {
             store,
             authenticator: Arc::new(FixedIdentity::development()),
             config: Arc::new(config),
+            rate_limiter,
         };
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), state)
             .await
@@ -65,6 +69,11 @@ impl TestServer {
             .send()
             .await
             .expect("request")
+    }
+
+    /// A request to `path`, to add headers or a body before sending.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
     }
 
     pub async fn send(&self, method: Method, path: &str) -> Response {
