@@ -119,7 +119,7 @@ fn format_period(period: Duration) -> String {
     UNITS
         .iter()
         .rev()
-        .find(|(_, unit)| period.as_nanos() % unit.as_nanos() == 0)
+        .find(|(_, unit)| period.as_nanos().rem_euclid(unit.as_nanos()) == 0)
         .map(|(name, unit)| format!("{}{name}", period.as_nanos() / unit.as_nanos()))
         .unwrap_or_else(|| format!("{}us", period.as_micros()))
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 mod backend;
+#[allow(unused_imports)]
 pub use backend::{run_on, Backend, TestDatabase};
 
 pub struct TestServer {
