@@ -80,6 +80,8 @@ impl Default for ValidatorConfig {
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedToken {
+    /// `iss`, exactly as the token states it (one of the trusted issuers).
+    pub issuer: String,
     /// `tid`.
     pub tenant_id: String,
     /// The calling app's client id: `appid` (v1 tokens) or `azp` (v2 tokens).
@@ -559,6 +561,7 @@ impl TokenValidator {
             (None, None) => return Err(TokenError::MissingClaim("appid")),
         };
         Ok(ValidatedToken {
+            issuer: expected_issuer.to_owned(),
             tenant_id,
             app_id,
             object_id,

@@ -89,6 +89,11 @@ impl From<ItemError> for ApiError {
     }
 }
 
+/// Marks an error response whose body is already in its own format (the OAuth2 endpoints' errors),
+/// which [`error_envelope`] must leave alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PassThroughError;
+
 /// The code and message of an error response, waiting for its request id.
 #[derive(Debug, Clone)]
 struct ErrorPayload {
@@ -134,6 +139,9 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
         .unwrap_or_default()
         .to_string();
     let mut res = next.run(req).await;
+    if res.extensions().get::<PassThroughError>().is_some() {
+        return res;
+    }
     let payload = match res.extensions_mut().remove::<ErrorPayload>() {
         Some(p) => p,
         None if res.status().is_client_error() || res.status().is_server_error() => {

@@ -4,6 +4,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod identity;
+pub mod oauth;
 pub mod openapi;
 mod paths;
 pub mod ratelimit;
@@ -19,7 +20,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use iocd_ratelimit::RateLimiter;
-use iocd_store::{IndicatorStore, WriteLimits};
+use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -31,7 +32,7 @@ use utoipa::OpenApi;
 use utoipa_scalar::Servable;
 
 pub use handlers::DeleteStatus;
-use identity::Authenticator;
+use identity::{Authenticator, IdentityConfig, IdentityProvider, TokenAuthenticator};
 pub use ratelimit::RateLimitConfig;
 
 /// Everything that shapes the server's behaviour; every limit is here.
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     /// Rate limits per (tenant, app, endpoint family); build the limiter with
     /// [`ratelimit::build_limiter`] into [`AppState::rate_limiter`].
     pub rate_limits: RateLimitConfig,
+    /// Token issuing and validation: issuer URL, accepted audiences, lifetime, external issuers.
+    pub identity: IdentityConfig,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             delete_status: DeleteStatus::NoContent,
             public_url: None,
             rate_limits: RateLimitConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -68,12 +72,43 @@ impl Default for ServerConfig {
 pub struct AppState {
     pub store: Arc<dyn IndicatorStore>,
     pub authenticator: Arc<dyn Authenticator>,
+    /// iocd's own identity provider: signing key, app registry, token endpoint state.
+    pub identity: Arc<IdentityProvider>,
     pub config: Arc<ServerConfig>,
     /// Decides every API call's rate limit (built from `config.rate_limits`).
     pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl AppState {
+    /// The state for a server over `stores`: loads (or on first start generates and stores) the
+    /// token-signing key and sets up bearer-token authentication. `listen_url` is the base of
+    /// iocd's issuer URL unless the configuration names one (`identity.issuer_url`, else
+    /// `public_url`).
+    pub async fn new(
+        stores: Stores,
+        config: ServerConfig,
+        listen_url: &str,
+    ) -> anyhow::Result<AppState> {
+        let issuer_base = config
+            .identity
+            .issuer_url
+            .clone()
+            .or_else(|| config.public_url.clone())
+            .unwrap_or_else(|| listen_url.to_string());
+        let identity = Arc::new(
+            IdentityProvider::open(stores.identity, &config.identity, &issuer_base).await?,
+        );
+        let authenticator = Arc::new(TokenAuthenticator::new(identity.clone(), &config.identity));
+        let rate_limiter = ratelimit::build_limiter(&config.rate_limits).await?;
+        Ok(AppState {
+            store: stores.indicators,
+            authenticator,
+            identity,
+            config: Arc::new(config),
+            rate_limiter,
+        })
+    }
+
     pub fn write_limits(&self) -> WriteLimits {
         WriteLimits {
             max_active_indicators: self.config.max_active_indicators,
@@ -103,6 +138,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api_routes(&state))
         .nest("/api/v1.0", api_routes(&state))
+        .merge(oauth::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
@@ -148,10 +184,15 @@ pub struct Server {
 impl Server {
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server {
+        Ok(Self::on_listener(listener, state))
+    }
+
+    /// A server on a listener bound beforehand (to learn its port before building the state).
+    pub fn on_listener(listener: TcpListener, state: AppState) -> Server {
+        Server {
             listener,
             router: app(state),
-        })
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -7,16 +7,21 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use iocd_domain::{parse_submission, time};
-use iocd_server::identity::{Caller, FixedIdentity};
+use iocd_domain::{parse_submission, time, Actor};
 use iocd_server::ServerConfig;
 use iocd_store::{Scope, WriteLimits};
 use reqwest::{Method, Response};
 use serde_json::{json, Value};
 
-/// The identity the harness's requests carry.
-fn harness_caller() -> Caller {
-    FixedIdentity::development().0
+/// The app the harness's requests run as, as the store sees it.
+fn harness_actor(server: &TestServer) -> (Scope, Actor) {
+    (
+        Scope::tenant_wide(server.app.tenant_id()),
+        Actor {
+            id: server.app.client_id().to_string(),
+            display_name: server.app.display_name.clone(),
+        },
+    )
 }
 
 fn with_quota(max_active_indicators: u64) -> ServerConfig {
@@ -112,10 +117,8 @@ async fn the_15001st_create_is_refused_over_http() {
     })
     .await;
     assert_eq!(ServerConfig::default().max_active_indicators, Some(15_000));
-    let caller = harness_caller();
+    let (scope, actor) = harness_actor(&server);
     let store = iocd_store::open(&server.database_url).await.unwrap();
-    let scope = Scope::tenant_wide(&caller.tenant_id);
-    let actor = caller.actor();
     let chunks = (0..14_999usize).collect::<Vec<_>>();
     let fills = chunks.chunks(500).map(|chunk| {
         let submissions = chunk
@@ -191,15 +194,15 @@ async fn no_quota_when_unlimited() {
         ..ServerConfig::default()
     })
     .await;
-    let caller = harness_caller();
+    let (scope, actor) = harness_actor(&server);
     let store = iocd_store::open(&server.database_url).await.unwrap();
     let submissions = (0..2_000)
         .map(|n| parse_submission(&domain_request(n)).unwrap())
         .collect();
     store
         .submit(
-            &Scope::tenant_wide(&caller.tenant_id),
-            &caller.actor(),
+            &scope,
+            &actor,
             submissions,
             WriteLimits::default(),
             time::now(),

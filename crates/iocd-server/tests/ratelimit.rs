@@ -321,10 +321,12 @@ on_every_limiter!(
     one_family_can_be_unlimited,
 );
 
-/// Two servers on one Redis prefix draw from the same windows (each has its own database here;
-/// the multi-replica test in crates/iocd runs two real processes on one PostgreSQL).
+/// Two servers on one Redis prefix, each with its own database and so its own tenant and app:
+/// limits are per (tenant, app), so exhausting one app's window leaves the other's whole. (Two
+/// servers sharing one app's windows: the multi-replica test in crates/iocd, and iocd-ratelimit's
+/// `two_replicas_share_one_limit`.)
 #[tokio::test]
-async fn servers_sharing_a_redis_share_the_limits() {
+async fn apps_on_a_shared_redis_are_limited_separately() {
     let (first, keys) = start(LimiterStore::Redis, policy(&["submit=5/1h"])).await;
     let second = TestServer::start_with(ServerConfig {
         rate_limits: RateLimitConfig {
@@ -336,14 +338,19 @@ async fn servers_sharing_a_redis_share_the_limits() {
         ..ServerConfig::default()
     })
     .await;
-    for n in 0..3 {
+    assert_ne!(first.app.client_id(), second.app.client_id());
+    for n in 0..5 {
         assert_eq!(submit(&first, n).await.status(), 200);
     }
-    for n in 3..5 {
-        assert_eq!(submit(&second, n).await.status(), 200);
-    }
     expect_too_many_requests(submit(&first, 5).await, 5, "01:00:00").await;
-    expect_too_many_requests(submit(&second, 6).await, 5, "01:00:00").await;
+    for n in 0..5 {
+        assert_eq!(
+            submit(&second, n).await.status(),
+            200,
+            "another app has its own window"
+        );
+    }
+    expect_too_many_requests(submit(&second, 5).await, 5, "01:00:00").await;
 }
 
 /// A Redis server owned by one test, so it can be stopped and started (the shared one must not be).

@@ -15,6 +15,7 @@ use iocd_domain::{Actor, Indicator, Submission};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
+use crate::identity::impl_identity_store;
 use crate::protocol::impl_write_connection;
 use crate::rows::{get_visible_sql, ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
 use crate::writer::Writer;
@@ -29,6 +30,8 @@ struct PgWriter {
     conn: PgConnection,
     options: PgConnectOptions,
 }
+
+impl_identity_store!(PostgresStore);
 
 impl_write_connection!(PgWriter, begin_locked);
 

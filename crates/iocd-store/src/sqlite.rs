@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, SqliteConnection};
 
+use crate::identity::impl_identity_store;
 use crate::protocol::impl_write_connection;
 use crate::rows::{get_visible_sql, ticks, IndicatorRow, COLUMNS, COUNT_ACTIVE};
 use crate::writer::Writer;
@@ -31,6 +32,8 @@ pub struct SqliteStore {
 struct SqliteWriter {
     conn: SqliteConnection,
 }
+
+impl_identity_store!(SqliteStore);
 
 impl_write_connection!(SqliteWriter, begin_immediate);
 

@@ -1,12 +1,18 @@
-//! The `iocd` command: `iocd serve` runs the server.
+//! The `iocd` command: `iocd serve` runs the server, `iocd apps` manages the apps that may get
+//! tokens, `iocd token` fetches one.
+
+mod apps;
+mod client_auth;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use iocd_ratelimit::{Policy, PolicyOverride};
-use iocd_server::identity::FixedIdentity;
+use iocd_server::identity::{
+    bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
+};
 use iocd_server::{AppState, DeleteStatus, RateLimitConfig, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +40,66 @@ enum LogFormat {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage the apps (client id + secret + roles) that may get tokens.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Fetch an access token from a server's token endpoint and print it.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct DatabaseArg {
+    /// Database URL: sqlite://PATH (created if missing) or postgres://….
+    #[arg(long, env = "IOCD_DATABASE_URL", default_value = "sqlite://iocd.db")]
+    database: String,
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    /// Register an app; prints {"tenantId","clientId","clientSecret"} (the secret only this once).
+    Create {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Tenant the app belongs to (created with its first app); a GUID is best.
+        #[arg(long)]
+        tenant: String,
+        /// Display name, shown as createdByDisplayName on the app's indicators.
+        #[arg(long)]
+        name: String,
+        /// Application role: Ti.Read.All, Ti.ReadWrite or Ti.ReadWrite.All (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// List apps (without secrets) as JSON.
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only this tenant's apps.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete an app; tokens it already holds stay valid until they expire.
+    Delete {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// Base URL of the iocd server.
+    #[arg(long, env = "IOCD_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "IOCD_TENANT_ID")]
+    tenant: String,
+    #[arg(long, env = "IOCD_CLIENT_ID")]
+    client_id: String,
+    #[arg(long, env = "IOCD_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +145,32 @@ struct ServeArgs {
     /// Prefix of the rate-limit keys in Redis (to share one Redis between deployments).
     #[arg(long, env = "IOCD_REDIS_KEY_PREFIX", default_value = "iocd:ratelimit")]
     redis_key_prefix: String,
+    /// Base of iocd's token issuer and endpoint URLs (default: --public-url, else http://LISTEN).
+    /// Replicas behind one load balancer must share it.
+    #[arg(long, env = "IOCD_ISSUER_URL")]
+    issuer_url: Option<String>,
+    /// Token audiences (resources) accepted, comma-separated; replaces the default list of the
+    /// Defender API's resources. iocd's issuer URL is always accepted too.
+    #[arg(long = "audience", env = "IOCD_ACCEPTED_AUDIENCES", value_delimiter = ',', default_values_t = DEFAULT_AUDIENCES.iter().map(|a| a.to_string()))]
+    audiences: Vec<String>,
+    /// Lifetime in seconds of the tokens iocd issues.
+    #[arg(long, env = "IOCD_TOKEN_LIFETIME_SECS", default_value_t = 3599, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    token_lifetime_secs: u64,
+    /// Clock skew in seconds tolerated on a token's exp and nbf.
+    #[arg(long, env = "IOCD_TOKEN_LEEWAY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=300))]
+    token_leeway_secs: u64,
+    /// Also accept tokens of this issuer, with keys from its JWKS: ISSUER=JWKS_URL (repeatable,
+    /// comma-separated in the environment). ISSUER may contain {tenantid}.
+    #[arg(
+        long = "trust-issuer",
+        env = "IOCD_TRUSTED_ISSUERS",
+        value_delimiter = ','
+    )]
+    trusted_issuers: Vec<ExternalIssuer>,
+    /// On a database that never had an app, create a development tenant and app and print its
+    /// credentials once.
+    #[arg(long, env = "IOCD_DEV_APP", default_value_t = true, action = clap::ArgAction::Set)]
+    dev_app: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,7 +182,10 @@ enum Switch {
 fn init_logging(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries command output (JSON, tokens, the development app).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -98,7 +193,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = iocd_store::open(&args.database)
+    let stores = iocd_store::open_stores(&args.database)
         .await
         .with_context(|| format!("opening the database {}", args.database))?;
     let config = ServerConfig {
@@ -121,20 +216,101 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             redis_key_prefix: args.redis_key_prefix,
             ..RateLimitConfig::default()
         },
+        identity: IdentityConfig {
+            issuer_url: args.issuer_url,
+            accepted_audiences: args.audiences,
+            token_lifetime: Duration::from_secs(args.token_lifetime_secs),
+            leeway_secs: args.token_leeway_secs,
+            external_issuers: args.trusted_issuers,
+        },
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
-    let rate_limiter = iocd_server::ratelimit::build_limiter(&config.rate_limits).await?;
-    let state = AppState {
-        store,
-        authenticator: Arc::new(FixedIdentity::development()),
-        config: Arc::new(config),
-        rate_limiter,
-    };
-    let server = Server::bind(args.listen, state)
+    let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(addr = %server.local_addr(), database = %args.database, "iocd is serving; API at /api/indicators, OpenAPI at /openapi.json, docs at /docs");
+    let mut local = listener.local_addr()?;
+    if local.ip().is_unspecified() {
+        // Listening on every interface: name the server by loopback in URLs it makes up.
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let listen_url = format!("http://{local}");
+    let development_app = if args.dev_app {
+        bootstrap_development_app(stores.identity.as_ref())
+            .await
+            .context("creating the development app")?
+    } else {
+        None
+    };
+    let state = AppState::new(stores, config, &listen_url)
+        .await
+        .context("setting up token signing")?;
+    let base = state.identity.issuer_base().to_string();
+    let server = Server::on_listener(listener, state);
+    tracing::info!(addr = %server.local_addr(), database = %args.database, issuer = %base, "iocd is serving; API at /api/indicators, tokens at /{{tenant}}/oauth2/v2.0/token, OpenAPI at /openapi.json, docs at /docs");
+    if let Some(credentials) = development_app {
+        print_development_app(&base, &credentials);
+    }
     server.run(iocd_server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Printed once, on stdout, when the development app is created: its secret is shown nowhere else.
+fn print_development_app(base: &str, app: &NewAppCredentials) {
+    let NewAppCredentials {
+        tenant_id,
+        client_id,
+        client_secret,
+    } = app;
+    let resource = client_auth::DEFAULT_RESOURCE;
+    println!(
+        "\nCreated a development app (Ti.ReadWrite.All) on this empty database. Its secret is shown only now.
+  tenant id:     {tenant_id}
+  client id:     {client_id}
+  client secret: {client_secret}
+
+Get a token and submit an indicator:
+  TOKEN=$(curl -s {base}/{tenant_id}/oauth2/v2.0/token -d grant_type=client_credentials -d client_id={client_id} -d client_secret={client_secret} -d scope={resource}/.default | sed -E 's/.*\"access_token\":\"([^\"]+)\".*/\\1/')
+  curl -s {base}/api/indicators -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{{\"indicatorValue\":\"evil.example.com\",\"indicatorType\":\"DomainName\",\"action\":\"Block\",\"title\":\"test\",\"description\":\"test\"}}'
+or: iocd token --url {base} --tenant {tenant_id} --client-id {client_id} --client-secret {client_secret}
+More apps: iocd apps create --tenant <tenant id> --name <name> --role Ti.ReadWrite.All
+"
+    );
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run_apps(command: AppsCommand) -> anyhow::Result<()> {
+    let result = match command {
+        AppsCommand::Create {
+            db,
+            tenant,
+            name,
+            roles,
+        } => apps::create(&db.database, &tenant, &name, &roles).await?,
+        AppsCommand::List { db, tenant } => apps::list(&db.database, tenant.as_deref()).await?,
+        AppsCommand::Delete {
+            db,
+            tenant,
+            client_id,
+        } => apps::delete(&db.database, &tenant, &client_id).await?,
+    };
+    print_json(&result)
+}
+
+async fn run_token(args: TokenArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let token = client_auth::fetch_token(
+        &http,
+        &args.url,
+        &args.tenant,
+        &args.client_id,
+        &args.client_secret,
+    )
+    .await?;
+    println!("{token}");
     Ok(())
 }
 
@@ -144,5 +320,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Apps(command) => run_apps(command).await,
+        Command::Token(args) => run_token(args).await,
     }
 }

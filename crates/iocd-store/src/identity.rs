@@ -1,0 +1,299 @@
+//! Storage for identity: app registrations, the token-signing key and one-time set-up steps.
+//!
+//! The SQL is the same on both databases (`$n` placeholders, `ON CONFLICT … DO NOTHING`), so one
+//! macro implements [`IdentityStore`] for [`SqliteStore`](crate::SqliteStore) and
+//! [`PostgresStore`](crate::PostgresStore) over their pools. Identity writes are rare (an
+//! operator creating an app, a server generating its key once), so they go straight through the
+//! pool rather than through the indicator writer.
+
+use async_trait::async_trait;
+use iocd_domain::time::Timestamp;
+
+use crate::StoreError;
+
+/// An app registration: what `iocd apps create` made, minus the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRegistration {
+    pub tenant_id: String,
+    /// The client (application) id, unique across tenants.
+    pub client_id: String,
+    /// The service-principal object id: the token's `oid` and `sub`.
+    pub object_id: String,
+    /// Shown as `createdByDisplayName` on the indicators the app writes.
+    pub display_name: String,
+    /// argon2id PHC string of the client secret.
+    pub secret_hash: String,
+    /// Application roles, such as `Ti.ReadWrite.All`.
+    pub roles: Vec<String>,
+    pub created_at: Timestamp,
+}
+
+/// A stored token-signing key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    /// PKCS#8 PEM of the private key.
+    pub private_key_pem: String,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    // Never print the private key, even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an app could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppInsertError {
+    #[error("an app with client id {0} already exists")]
+    DuplicateClientId(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    /// Stores a new app registration.
+    async fn insert_app(&self, app: &AppRegistration) -> Result<(), AppInsertError>;
+
+    /// The app with this client id in this tenant (an app of another tenant is not found).
+    async fn find_app(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<AppRegistration>, StoreError>;
+
+    /// Apps of one tenant, or of every tenant, ordered by tenant then creation.
+    async fn list_apps(&self, tenant_id: Option<&str>) -> Result<Vec<AppRegistration>, StoreError>;
+
+    /// Deletes the app; false when there was no such app in that tenant.
+    async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError>;
+
+    /// A tenant exists while it has at least one app.
+    async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError>;
+
+    /// The active signing key, if one was stored.
+    async fn signing_key(&self) -> Result<Option<StoredSigningKey>, StoreError>;
+
+    /// Stores `candidate` as the active signing key unless one exists, then returns the active
+    /// key: `candidate` if it won, otherwise the key stored first. Safe when several servers on
+    /// one database race to create the key: they all get the same one back.
+    async fn signing_key_or_insert(
+        &self,
+        candidate: &StoredSigningKey,
+    ) -> Result<StoredSigningKey, StoreError>;
+
+    /// Claims a one-time set-up step; true for exactly one caller per database, ever.
+    async fn claim_bootstrap_step(&self, step: &str, now: Timestamp) -> Result<bool, StoreError>;
+}
+
+pub(crate) const ACTIVE_KEY_SLOT: &str = "active";
+
+pub(crate) const APP_COLUMNS: &str =
+    "tenant_id, client_id, object_id, display_name, secret_hash, roles, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AppRow {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub object_id: String,
+    pub display_name: String,
+    pub secret_hash: String,
+    pub roles: String,
+    pub created_at: i64,
+}
+
+impl TryFrom<AppRow> for AppRegistration {
+    type Error = StoreError;
+
+    fn try_from(row: AppRow) -> Result<Self, StoreError> {
+        let roles: Vec<String> = serde_json::from_str(&row.roles)
+            .map_err(|e| StoreError::Corrupt(format!("roles of app {}: {e}", row.client_id)))?;
+        Ok(AppRegistration {
+            tenant_id: row.tenant_id,
+            client_id: row.client_id,
+            object_id: row.object_id,
+            display_name: row.display_name,
+            secret_hash: row.secret_hash,
+            roles,
+            created_at: iocd_domain::time::from_ticks(row.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    pub kid: String,
+    pub private_key_pem: String,
+    pub created_at: i64,
+}
+
+impl From<KeyRow> for StoredSigningKey {
+    fn from(row: KeyRow) -> Self {
+        StoredSigningKey {
+            kid: row.kid,
+            private_key_pem: row.private_key_pem,
+            created_at: iocd_domain::time::from_ticks(row.created_at),
+        }
+    }
+}
+
+pub(crate) fn roles_json(roles: &[String]) -> String {
+    serde_json::to_string(roles).expect("a list of strings serialises")
+}
+
+/// Whether a database error is a unique-key violation (the same SQLSTATE class on both backends).
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Implements [`IdentityStore`] for a store type whose `readers` field is a sqlx pool.
+macro_rules! impl_identity_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::identity::IdentityStore for $store {
+            async fn insert_app(
+                &self,
+                app: &$crate::identity::AppRegistration,
+            ) -> Result<(), $crate::identity::AppInsertError> {
+                let sql = format!(
+                    "INSERT INTO apps ({}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    $crate::identity::APP_COLUMNS
+                );
+                sqlx::query(&sql)
+                    .bind(&app.tenant_id)
+                    .bind(&app.client_id)
+                    .bind(&app.object_id)
+                    .bind(&app.display_name)
+                    .bind(&app.secret_hash)
+                    .bind($crate::identity::roles_json(&app.roles))
+                    .bind(iocd_domain::time::to_ticks(app.created_at))
+                    .execute(&self.readers)
+                    .await
+                    .map_err(|err| {
+                        if $crate::identity::is_unique_violation(&err) {
+                            $crate::identity::AppInsertError::DuplicateClientId(
+                                app.client_id.clone(),
+                            )
+                        } else {
+                            $crate::StoreError::from(err).into()
+                        }
+                    })?;
+                Ok(())
+            }
+
+            async fn find_app(
+                &self,
+                tenant_id: &str,
+                client_id: &str,
+            ) -> Result<Option<$crate::identity::AppRegistration>, $crate::StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM apps WHERE tenant_id = $1 AND client_id = $2",
+                    $crate::identity::APP_COLUMNS
+                );
+                let row: Option<$crate::identity::AppRow> = sqlx::query_as(&sql)
+                    .bind(tenant_id)
+                    .bind(client_id)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                row.map(TryFrom::try_from).transpose()
+            }
+
+            async fn list_apps(
+                &self,
+                tenant_id: Option<&str>,
+            ) -> Result<Vec<$crate::identity::AppRegistration>, $crate::StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM apps WHERE (CAST($1 AS TEXT) IS NULL OR tenant_id = $1) \
+                     ORDER BY tenant_id, created_at, client_id",
+                    $crate::identity::APP_COLUMNS
+                );
+                let rows: Vec<$crate::identity::AppRow> = sqlx::query_as(&sql)
+                    .bind(tenant_id)
+                    .fetch_all(&self.readers)
+                    .await?;
+                rows.into_iter().map(TryFrom::try_from).collect()
+            }
+
+            async fn delete_app(
+                &self,
+                tenant_id: &str,
+                client_id: &str,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query("DELETE FROM apps WHERE tenant_id = $1 AND client_id = $2")
+                    .bind(tenant_id)
+                    .bind(client_id)
+                    .execute(&self.readers)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, $crate::StoreError> {
+                let found: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM apps WHERE tenant_id = $1 LIMIT 1")
+                        .bind(tenant_id)
+                        .fetch_optional(&self.readers)
+                        .await?;
+                Ok(found.is_some())
+            }
+
+            async fn signing_key(
+                &self,
+            ) -> Result<Option<$crate::identity::StoredSigningKey>, $crate::StoreError> {
+                let row: Option<$crate::identity::KeyRow> = sqlx::query_as(
+                    "SELECT kid, private_key_pem, created_at FROM signing_keys WHERE slot = $1",
+                )
+                .bind($crate::identity::ACTIVE_KEY_SLOT)
+                .fetch_optional(&self.readers)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn signing_key_or_insert(
+                &self,
+                candidate: &$crate::identity::StoredSigningKey,
+            ) -> Result<$crate::identity::StoredSigningKey, $crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (slot, kid, private_key_pem, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (slot) DO NOTHING",
+                )
+                .bind($crate::identity::ACTIVE_KEY_SLOT)
+                .bind(&candidate.kid)
+                .bind(&candidate.private_key_pem)
+                .bind(iocd_domain::time::to_ticks(candidate.created_at))
+                .execute(&self.readers)
+                .await?;
+                $crate::identity::IdentityStore::signing_key(self)
+                    .await?
+                    .ok_or_else(|| {
+                        $crate::StoreError::Corrupt(
+                            "the signing key vanished right after it was stored".to_string(),
+                        )
+                    })
+            }
+
+            async fn claim_bootstrap_step(
+                &self,
+                step: &str,
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO identity_bootstrap (step, done_at) VALUES ($1, $2) \
+                     ON CONFLICT (step) DO NOTHING",
+                )
+                .bind(step)
+                .bind(iocd_domain::time::to_ticks(now))
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_identity_store;
