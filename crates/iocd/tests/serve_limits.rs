@@ -73,12 +73,19 @@ async fn environment_settings_apply_and_limits_can_be_switched_off() {
         ("IOCD_DATABASE_URL", database.as_str()),
         ("IOCD_RATE_LIMIT", "submit=2/1h;get=off"),
     ];
+    let app = create_app(
+        &database,
+        "11111111-1111-1111-1111-111111111111",
+        "limits test",
+    );
     let client = reqwest::Client::new();
     {
         let server = ServerProcess::start(&[], &envs).await;
+        let token = fetch_token(&server.base_url, &app).await;
         for n in 0..2 {
             let res = client
                 .post(server.url("/api/indicators"))
+                .bearer_auth(&token)
                 .json(&domain_request(n))
                 .send()
                 .await
@@ -87,6 +94,7 @@ async fn environment_settings_apply_and_limits_can_be_switched_off() {
         }
         let refused = client
             .post(server.url("/api/indicators"))
+            .bearer_auth(&token)
             .json(&domain_request(2))
             .send()
             .await
@@ -96,6 +104,7 @@ async fn environment_settings_apply_and_limits_can_be_switched_off() {
         for _ in 0..120 {
             let res = client
                 .get(server.url("/api/indicators/1"))
+                .bearer_auth(&token)
                 .send()
                 .await
                 .unwrap();
@@ -103,9 +112,11 @@ async fn environment_settings_apply_and_limits_can_be_switched_off() {
         }
     }
     let server = ServerProcess::start(&["--rate-limits", "off"], &envs).await;
+    let token = fetch_token(&server.base_url, &app).await;
     for n in 2..7 {
         let res = client
             .post(server.url("/api/indicators"))
+            .bearer_auth(&token)
             .json(&domain_request(n))
             .send()
             .await

@@ -100,3 +100,46 @@ pub fn domain_request(n: usize) -> serde_json::Value {
         "description": "test indicator"
     })
 }
+
+/// Registers a `Ti.ReadWrite.All` app with `iocd apps create` and returns (tenant, client id, secret).
+pub fn create_app(database: &str, tenant: &str, name: &str) -> (String, String, String) {
+    let (success, stdout, stderr) = run_iocd(
+        &[
+            "apps",
+            "create",
+            "--database",
+            database,
+            "--tenant",
+            tenant,
+            "--name",
+            name,
+            "--role",
+            "Ti.ReadWrite.All",
+        ],
+        &[],
+    );
+    assert!(success, "iocd apps create failed: {stderr}");
+    let created: serde_json::Value =
+        serde_json::from_str(&stdout).expect("apps create prints JSON");
+    let field = |name: &str| created[name].as_str().unwrap().to_string();
+    (field("tenantId"), field("clientId"), field("clientSecret"))
+}
+
+/// A bearer token from the server's token endpoint (client credentials).
+pub async fn fetch_token(base_url: &str, app: &(String, String, String)) -> String {
+    let (tenant, client_id, secret) = app;
+    let res = reqwest::Client::new()
+        .post(format!("{base_url}/{tenant}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.as_str()),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_string()
+}
