@@ -5,9 +5,12 @@ mod common;
 
 use common::*;
 
+/// Arguments, environment, and what the error message must contain.
+type MistakeCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn mistaken_rate_limit_settings_stop_the_server_with_a_clear_message() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    let cases: [MistakeCase; 5] = [
         (
             &["--rate-limit", "submit=100"],
             &[],
