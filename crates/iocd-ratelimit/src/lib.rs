@@ -12,12 +12,14 @@
 //! Two implementations give identical answers for the same sequence of calls and clock readings:
 //! [`MemoryLimiter`] for a single server process and [`RedisLimiter`] for replicas sharing limits.
 
+mod background;
 mod gcra;
 mod memory;
 #[cfg(test)]
 mod parity_tests;
 mod policy;
 mod redis_limiter;
+mod spec;
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,9 +27,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use background::{BackgroundRedisLimiter, InvalidRedisUrl};
 pub use memory::MemoryLimiter;
 pub use policy::{InvalidWindow, Policy, Window, MAX_PERIOD};
 pub use redis_limiter::{RedisLimiter, DEFAULT_REDIS_TIMEOUT};
+pub use spec::{InvalidOverride, PolicyOverride};
 
 /// The group of API operations that share one set of rate-limit windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -115,6 +115,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The rate-limit middleware authenticates first and leaves the caller here.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let auth: Arc<dyn Authenticator> = state.authenticator.clone();
         auth.authenticate(parts).await
     }

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod oauth;
 pub mod openapi;
 mod paths;
+pub mod ratelimit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use iocd_ratelimit::RateLimiter;
 use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -32,6 +34,7 @@ use utoipa_scalar::Servable;
 
 pub use handlers::DeleteStatus;
 use identity::{Authenticator, IdentityConfig, IdentityProvider, TokenAuthenticator};
+pub use ratelimit::RateLimitConfig;
 
 /// Everything that shapes the server's behaviour; every limit is here.
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ pub struct ServerConfig {
     /// Public base URL (`https://iocd.example.com`) for `@odata.context` and links; by default
     /// the scheme and `Host` the client used.
     pub public_url: Option<String>,
+    /// Rate limits per (tenant, app, endpoint family); build the limiter with
+    /// [`ratelimit::build_limiter`] into [`AppState::rate_limiter`].
+    pub rate_limits: RateLimitConfig,
     /// Token issuing and validation: issuer URL, accepted audiences, lifetime, external issuers.
     pub identity: IdentityConfig,
 }
@@ -57,6 +63,7 @@ impl Default for ServerConfig {
             max_active_indicators: Some(15_000),
             delete_status: DeleteStatus::NoContent,
             public_url: None,
+            rate_limits: RateLimitConfig::default(),
             identity: IdentityConfig::default(),
         }
     }
@@ -69,6 +76,8 @@ pub struct AppState {
     /// iocd's own identity provider: signing key, app registry, token endpoint state.
     pub identity: Arc<IdentityProvider>,
     pub config: Arc<ServerConfig>,
+    /// Decides every API call's rate limit (built from `config.rate_limits`).
+    pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl AppState {
@@ -91,11 +100,13 @@ impl AppState {
             IdentityProvider::open(stores.identity, &config.identity, &issuer_base).await?,
         );
         let authenticator = Arc::new(TokenAuthenticator::new(identity.clone(), &config.identity));
+        let rate_limiter = ratelimit::build_limiter(&config.rate_limits).await?;
         Ok(AppState {
             store: stores.indicators,
             authenticator,
             identity,
             config: Arc::new(config),
+            rate_limiter,
         })
     }
 
@@ -106,7 +117,7 @@ impl AppState {
     }
 }
 
-fn api_routes() -> Router<AppState> {
+fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/indicators",
@@ -121,6 +132,11 @@ fn api_routes() -> Router<AppState> {
             "/indicators/{id}",
             get(handlers::get_indicator).delete(handlers::delete_indicator),
         )
+        // Last: it wraps only the routes above. Each route's family is in `ratelimit::family_of`.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::enforce,
+        ))
 }
 
 /// The application with all its layers, ready to serve.
@@ -129,8 +145,8 @@ pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
     Router::new()
-        .nest("/api", api_routes())
-        .nest("/api/v1.0", api_routes())
+        .nest("/api", api_routes(&state))
+        .nest("/api/v1.0", api_routes(&state))
         .merge(oauth::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 async fn concurrent_creates_get_consecutive_unique_ids_that_continue_after() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_unthrottled().await;
     let bodies: Vec<_> = (0..200).map(domain_request).collect();
     let responses = futures::future::join_all(
         bodies

@@ -330,6 +330,7 @@ async fn bad_queries_are_odata_errors() {
 async fn paging_25000_with_next_link_returns_each_once() {
     let server = TestServer::start_with(iocd_server::ServerConfig {
         max_active_indicators: None,
+        rate_limits: iocd_server::RateLimitConfig::disabled(),
         ..Default::default()
     })
     .await;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use iocd_ratelimit::{Policy, PolicyOverride};
 use iocd_server::identity::{
     bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
 };
-use iocd_server::{AppState, DeleteStatus, Server, ServerConfig};
+use iocd_server::{AppState, DeleteStatus, RateLimitConfig, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -129,6 +130,29 @@ struct ServeArgs {
     /// Public base URL used in @odata.context and links (default: the scheme and Host of each request).
     #[arg(long, env = "IOCD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Rate limits per (tenant, app, endpoint family): MDE's documented limits (adjusted by
+    /// --rate-limit), or off.
+    #[arg(long, env = "IOCD_RATE_LIMITS", value_enum, default_value_t = Switch::On)]
+    rate_limits: Switch,
+    /// Replace one family's limits: FAMILY=LIMIT/PERIOD[,LIMIT/PERIOD…] or FAMILY=off, where FAMILY
+    /// is submit, list, get, delete, import, batchdelete or all and PERIOD a number with ms, s, m, h
+    /// or d (e.g. submit=100/1m,1500/1h). Repeatable; in the environment variable separate settings
+    /// with ';'.
+    #[arg(
+        long = "rate-limit",
+        env = "IOCD_RATE_LIMIT",
+        value_name = "FAMILY=WINDOWS",
+        value_delimiter = ';'
+    )]
+    rate_limit: Vec<PolicyOverride>,
+    /// Redis URL (redis://host:6379/0) holding the rate-limit windows, so that every replica shares
+    /// them. Without it, each process limits on its own. If Redis is unreachable, rate-limited calls
+    /// answer 503 (never unlimited) until it is back.
+    #[arg(long, env = "IOCD_REDIS_URL")]
+    redis: Option<String>,
+    /// Prefix of the rate-limit keys in Redis (to share one Redis between deployments).
+    #[arg(long, env = "IOCD_REDIS_KEY_PREFIX", default_value = "iocd:ratelimit")]
+    redis_key_prefix: String,
     /// Base of iocd's token issuer and endpoint URLs (default: --public-url, else http://LISTEN).
     /// Replicas behind one load balancer must share it.
     #[arg(long, env = "IOCD_ISSUER_URL")]
@@ -155,6 +179,12 @@ struct ServeArgs {
     /// credentials once.
     #[arg(long, env = "IOCD_DEV_APP", default_value_t = true, action = clap::ArgAction::Set)]
     dev_app: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 fn init_logging(format: LogFormat) {
@@ -184,6 +214,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             DeleteStatus::NoContent
         },
         public_url: args.public_url,
+        rate_limits: RateLimitConfig {
+            enabled: args.rate_limits == Switch::On,
+            policy: args
+                .rate_limit
+                .iter()
+                .fold(Policy::mde_defaults(), Policy::with_override),
+            redis_url: args.redis,
+            redis_key_prefix: args.redis_key_prefix,
+            ..RateLimitConfig::default()
+        },
         identity: IdentityConfig {
             issuer_url: args.issuer_url,
             accepted_audiences: args.audiences,
@@ -192,6 +232,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             external_issuers: args.trusted_issuers,
         },
     };
+    tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

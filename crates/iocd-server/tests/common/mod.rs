@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 mod backend;
+#[allow(unused_imports)]
 pub use backend::{run_on, Backend, TestDatabase};
 
 /// The resource the harness asks tokens for.
@@ -54,6 +55,15 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(ServerConfig::default()).await
+    }
+
+    /// A server without rate limits, for tests about volume (thousands of calls), not throttling.
+    pub async fn start_unthrottled() -> TestServer {
+        Self::start_with(ServerConfig {
+            rate_limits: iocd_server::RateLimitConfig::disabled(),
+            ..ServerConfig::default()
+        })
+        .await
     }
 
     pub async fn start_with(config: ServerConfig) -> TestServer {
