@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_iocd");
 
 struct Server {
@@ -60,16 +62,16 @@ fn start_server() -> Server {
 
 /// Registers the app the CLI will use, with `iocd apps create` on the server's database.
 fn register_app(database: &str) -> (String, String, String) {
-    let out = Command::new(BIN)
-        .args(["apps", "create", "--database", database])
-        .args(["--tenant", "00000000-0000-0000-0000-00000000c0de"])
-        .args(["--name", "importer", "--role", "Ti.ReadWrite.All"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "apps create: {out:?}");
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let text = |key: &str| created[key].as_str().unwrap().to_string();
-    (text("tenantId"), text("clientId"), text("clientSecret"))
+    let tenant = "00000000-0000-0000-0000-00000000c0de";
+    let app = support::register_app(
+        Path::new(BIN),
+        database,
+        tenant,
+        "importer",
+        "Ti.ReadWrite.All",
+    )
+    .expect("iocd apps create");
+    (app.tenant_id, app.client_id, app.client_secret)
 }
 
 fn iocd(server: &Server, args: &[&str]) -> Output {

@@ -1,7 +1,11 @@
 //! Runs the real `iocd` binary as a child process on a free loopback port.
 #![allow(dead_code)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,43 +107,20 @@ pub fn domain_request(n: usize) -> serde_json::Value {
 
 /// Registers a `Ti.ReadWrite.All` app with `iocd apps create` and returns (tenant, client id, secret).
 pub fn create_app(database: &str, tenant: &str, name: &str) -> (String, String, String) {
-    let (success, stdout, stderr) = run_iocd(
-        &[
-            "apps",
-            "create",
-            "--database",
-            database,
-            "--tenant",
-            tenant,
-            "--name",
-            name,
-            "--role",
-            "Ti.ReadWrite.All",
-        ],
-        &[],
-    );
-    assert!(success, "iocd apps create failed: {stderr}");
-    let created: serde_json::Value =
-        serde_json::from_str(&stdout).expect("apps create prints JSON");
-    let field = |name: &str| created[name].as_str().unwrap().to_string();
-    (field("tenantId"), field("clientId"), field("clientSecret"))
+    let app = support::register_app(Path::new(IOCD), database, tenant, name, "Ti.ReadWrite.All")
+        .expect("iocd apps create");
+    (app.tenant_id, app.client_id, app.client_secret)
 }
 
 /// A bearer token from the server's token endpoint (client credentials).
 pub async fn fetch_token(base_url: &str, app: &(String, String, String)) -> String {
-    let (tenant, client_id, secret) = app;
-    let res = reqwest::Client::new()
-        .post(format!("{base_url}/{tenant}/oauth2/v2.0/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.as_str()),
-            ("scope", "https://api.securitycenter.microsoft.com/.default"),
-        ])
-        .send()
+    let (tenant_id, client_id, client_secret) = app.clone();
+    let app = support::AppCredentials {
+        tenant_id,
+        client_id,
+        client_secret,
+    };
+    support::client_credentials_token(base_url, &app)
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_string()
+        .expect("token")
 }

@@ -196,24 +196,25 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
 /// The tenant the crash test and the benchmark write as.
 pub const TENANT: &str = "00000000-0000-0000-0000-0000000000be";
 
-/// A bearer token for a new `Ti.ReadWrite.All` app of [`TENANT`]: the app is created with
-/// `iocd apps create` against the server's database, the token comes from the server's OAuth2
-/// token endpoint, exactly as a real client gets one.
-pub async fn bearer_token(
+/// What `iocd apps create` prints: the credentials of a new app.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Registers an app with `iocd apps create` against `database_url`, as an operator would.
+pub fn register_app(
     binary: &Path,
     database_url: &str,
-    base_url: &str,
-) -> anyhow::Result<String> {
+    tenant: &str,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<AppCredentials> {
     let output = Command::new(binary)
-        .args([
-            "apps",
-            "create",
-            "--database",
-            database_url,
-            "--tenant",
-            TENANT,
-        ])
-        .args(["--name", "bench", "--role", "Ti.ReadWrite.All"])
+        .args(["apps", "create", "--database", database_url])
+        .args(["--tenant", tenant, "--name", name, "--role", role])
         .env("RUST_LOG", "warn")
         .output()
         .context("running iocd apps create")?;
@@ -231,17 +232,25 @@ pub async fn bearer_token(
             .map(str::to_string)
             .with_context(|| format!("iocd apps create printed no {name}"))
     };
-    let (tenant, client_id, secret) = (
-        field("tenantId")?,
-        field("clientId")?,
-        field("clientSecret")?,
-    );
+    Ok(AppCredentials {
+        tenant_id: field("tenantId")?,
+        client_id: field("clientId")?,
+        client_secret: field("clientSecret")?,
+    })
+}
+
+/// A token for `app` from the server's OAuth2 v2 token endpoint (client credentials), exactly as
+/// a real client gets one.
+pub async fn client_credentials_token(
+    base_url: &str,
+    app: &AppCredentials,
+) -> anyhow::Result<String> {
     let res = reqwest::Client::new()
-        .post(format!("{base_url}/{tenant}/oauth2/v2.0/token"))
+        .post(format!("{base_url}/{}/oauth2/v2.0/token", app.tenant_id))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.as_str()),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
             ("scope", "https://api.securitycenter.microsoft.com/.default"),
         ])
         .send()
@@ -252,6 +261,16 @@ pub async fn bearer_token(
         Some(token) if status.is_success() => Ok(token.to_string()),
         _ => bail!("the token endpoint answered {status}: {body}"),
     }
+}
+
+/// A bearer token for a new `Ti.ReadWrite.All` app of [`TENANT`] on the server at `base_url`.
+pub async fn bearer_token(
+    binary: &Path,
+    database_url: &str,
+    base_url: &str,
+) -> anyhow::Result<String> {
+    let app = register_app(binary, database_url, TENANT, "bench", "Ti.ReadWrite.All")?;
+    client_credentials_token(base_url, &app).await
 }
 
 /// The `Authorization` header value for requests to `base_url` (the server requires a
