@@ -430,18 +430,16 @@ async fn openid_configuration_v2(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = known_tenant(&app, &tenant, &headers).await {
-        return refusal;
-    }
-    let base = app.identity.issuer_base();
-    let document: Value = iocd_auth::openid_configuration(
-        &app.identity
-            .issuer_v2_template()
-            .replace("{tenantid}", &tenant),
-        &format!("{base}/{tenant}/oauth2/v2.0/token"),
-        &format!("{base}/{tenant}/discovery/v2.0/keys"),
-    );
-    Json(document).into_response()
+    let issuer = app.identity.issuer_v2_template();
+    discovery_document(
+        &app,
+        &tenant,
+        &headers,
+        &issuer,
+        "oauth2/v2.0/token",
+        "discovery/v2.0/keys",
+    )
+    .await
 }
 
 async fn openid_configuration_v1(
@@ -449,16 +447,36 @@ async fn openid_configuration_v1(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = known_tenant(&app, &tenant, &headers).await {
+    let issuer = app.identity.issuer_v1_template();
+    discovery_document(
+        &app,
+        &tenant,
+        &headers,
+        &issuer,
+        "oauth2/token",
+        "discovery/keys",
+    )
+    .await
+}
+
+/// The OpenID discovery document of one tenant for one token version: its issuer (the version's
+/// template filled in) and the token and key endpoints under `{base}/{tenant}/`.
+async fn discovery_document(
+    app: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+    issuer_template: &str,
+    token_path: &str,
+    keys_path: &str,
+) -> Response {
+    if let Err(refusal) = known_tenant(app, tenant, headers).await {
         return refusal;
     }
     let base = app.identity.issuer_base();
     let document: Value = iocd_auth::openid_configuration(
-        &app.identity
-            .issuer_v1_template()
-            .replace("{tenantid}", &tenant),
-        &format!("{base}/{tenant}/oauth2/token"),
-        &format!("{base}/{tenant}/discovery/keys"),
+        &issuer_template.replace(iocd_auth::TENANT_ID_PLACEHOLDER, tenant),
+        &format!("{base}/{tenant}/{token_path}"),
+        &format!("{base}/{tenant}/{keys_path}"),
     );
     Json(document).into_response()
 }
