@@ -5,6 +5,7 @@
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
 pub mod identity;
+mod indicator_store;
 mod listing;
 pub mod postgres;
 mod protocol;

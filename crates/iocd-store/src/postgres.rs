@@ -9,21 +9,17 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
-use iocd_domain::{Actor, Indicator, Submission};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
 use crate::identity::impl_identity_store;
-use crate::listing::{bind_values, into_page, list_sql};
+use crate::indicator_store::impl_indicator_store;
+use crate::listing::{bind_values, list_sql};
 use crate::protocol::impl_write_connection;
-use crate::rows::{get_visible_sql, ticks, IndicatorRow, COUNT_ACTIVE};
+use crate::rows::ticks;
 use crate::writer::Writer;
-use crate::{
-    DeleteOutcome, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
-    WriteLimits,
-};
+use crate::{ListRequest, Scope, StoreError};
 use iocd_odata::Dialect;
 
 pub struct PostgresStore {
@@ -121,69 +117,4 @@ impl PostgresStore {
     }
 }
 
-#[async_trait]
-impl IndicatorStore for PostgresStore {
-    async fn submit(
-        &self,
-        scope: &Scope,
-        actor: &Actor,
-        items: Vec<Submission>,
-        limits: WriteLimits,
-        now: Timestamp,
-    ) -> Result<Vec<ItemResult>, StoreError> {
-        self.writer.submit(scope, actor, items, limits, now).await
-    }
-
-    async fn get(
-        &self,
-        scope: &Scope,
-        id: i64,
-        now: Timestamp,
-    ) -> Result<Option<Indicator>, StoreError> {
-        let sql = get_visible_sql();
-        let row: Option<IndicatorRow> = sqlx::query_as(&sql)
-            .bind(&scope.tenant_id)
-            .bind(ticks(now))
-            .bind(id)
-            .bind(scope.owner.as_deref())
-            .fetch_optional(&self.readers)
-            .await?;
-        row.map(Indicator::try_from).transpose()
-    }
-
-    async fn delete(
-        &self,
-        scope: &Scope,
-        ids: &[i64],
-        now: Timestamp,
-    ) -> Result<DeleteOutcome, StoreError> {
-        self.writer.delete(scope, ids, now).await
-    }
-
-    async fn list(
-        &self,
-        scope: &Scope,
-        request: &ListRequest,
-        now: Timestamp,
-    ) -> Result<ListPage, StoreError> {
-        let statement = list_sql(Dialect::Postgres, scope, request, ticks(now));
-        let rows: Vec<IndicatorRow> =
-            bind_values!(sqlx::query_as(&statement.sql), &statement.binds)
-                .fetch_all(&self.readers)
-                .await?;
-        let indicators = rows
-            .into_iter()
-            .map(Indicator::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(into_page(indicators, request.take))
-    }
-
-    async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(COUNT_ACTIVE)
-            .bind(tenant_id)
-            .bind(ticks(now))
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(n as u64)
-    }
-}
+impl_indicator_store!(PostgresStore, Dialect::Postgres);
