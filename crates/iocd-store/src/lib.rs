@@ -4,6 +4,7 @@
 //! The store applies the domain's upsert rules ([`iocd_domain::Indicator::create`] and
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
+mod batch;
 pub mod identity;
 mod indicator_store;
 mod listing;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
+use crate::batch::Command;
 use crate::rows::{ticks, IndicatorRow};
 use crate::{DeleteOutcome, ItemError, ItemOutcome, ItemResult, Scope, StoreError, WriteLimits};
 
@@ -38,9 +39,92 @@ pub(crate) trait WriteConnection: Send + 'static {
         id: i64,
         now_ticks: i64,
     ) -> Result<bool, sqlx::Error>;
+
+    // The batched statements of the fast path (crate::batch): each call is a few statements
+    // whatever the number of rows.
+
+    /// Rows of a tenant and indicator type whose value key is one of `value_keys`.
+    async fn fetch_by_values(
+        &mut self,
+        tenant: &str,
+        indicator_type: &str,
+        value_keys: &[&str],
+    ) -> Result<Vec<IndicatorRow>, sqlx::Error>;
+    /// Rows of a tenant whose id is one of `ids`, expired or not.
+    async fn fetch_by_ids(
+        &mut self,
+        tenant: &str,
+        ids: &[i64],
+    ) -> Result<Vec<IndicatorRow>, sqlx::Error>;
+    /// The last indicator id handed out in the tenant (0 before its first).
+    async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error>;
+    async fn set_last_id(&mut self, tenant: &str, last: i64) -> Result<(), sqlx::Error>;
+    async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error>;
+    /// Inserts the indicators, rewriting whole those whose id exists already.
+    async fn upsert_many(&mut self, tenant: &str, rows: &[Indicator]) -> Result<(), sqlx::Error>;
 }
 
-pub(crate) async fn submit_items<C: WriteConnection>(
+/// What one command returned, before its caller is answered.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Submit(Result<Vec<ItemResult>, StoreError>),
+    Delete(Result<DeleteOutcome, StoreError>),
+}
+
+/// The slow path: opens the batch's transaction and runs every command in it, in order, each
+/// statement by statement in a savepoint of its own, so a database error undoes only the
+/// command that met it. Leaves the transaction open.
+pub(crate) async fn run_one_by_one<C: WriteConnection>(
+    conn: &mut C,
+    tenants: &[String],
+    commands: &[Command<'_>],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    conn.begin(tenants).await?;
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for command in commands {
+        outcomes.push(run_in_savepoint(conn, command).await);
+    }
+    Ok(outcomes)
+}
+
+async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, command: &Command<'_>) -> Outcome {
+    let outcome = match conn.execute("SAVEPOINT command").await {
+        Ok(()) => run_command(conn, command).await,
+        Err(e) => Err(e.into()),
+    };
+    if outcome.is_err() {
+        let _ = conn.execute("ROLLBACK TO SAVEPOINT command").await;
+    }
+    let _ = conn.execute("RELEASE SAVEPOINT command").await;
+    match (command, outcome) {
+        (Command::Submit { .. }, Ok(outcome)) => outcome,
+        (Command::Submit { .. }, Err(e)) => Outcome::Submit(Err(e)),
+        (Command::Delete { .. }, Ok(outcome)) => outcome,
+        (Command::Delete { .. }, Err(e)) => Outcome::Delete(Err(e)),
+    }
+}
+
+async fn run_command<C: WriteConnection>(
+    conn: &mut C,
+    command: &Command<'_>,
+) -> Result<Outcome, StoreError> {
+    Ok(match *command {
+        Command::Submit {
+            scope,
+            actor,
+            items,
+            limits,
+            now,
+        } => Outcome::Submit(Ok(
+            submit_items(conn, scope, actor, items, limits, now).await?
+        )),
+        Command::Delete { scope, ids, now } => {
+            Outcome::Delete(Ok(delete_ids(conn, scope, ids, now).await?))
+        }
+    })
+}
+
+async fn submit_items<C: WriteConnection>(
     conn: &mut C,
     scope: &Scope,
     actor: &Actor,
@@ -66,6 +150,10 @@ pub(crate) async fn submit_items<C: WriteConnection>(
                 }
                 indicator.apply_update(sub, actor, now);
                 conn.update(tenant, &indicator).await?;
+                if !indicator.is_active(now) {
+                    // Updated to an expiration time already past: it no longer counts.
+                    active_count = active_count.map(|c| c.saturating_sub(1));
+                }
                 results.push(Ok(ItemOutcome::Updated(indicator)));
                 continue;
             }
@@ -77,23 +165,26 @@ pub(crate) async fn submit_items<C: WriteConnection>(
                 Some(c) => c,
                 None => conn.count_active(tenant, ticks(now)).await? as u64,
             };
+            active_count = Some(count);
             if count >= limit {
-                active_count = Some(count);
                 results.push(Err(ItemError::QuotaExceeded { limit }));
                 continue;
             }
-            active_count = Some(count + 1);
         }
         let id = conn.next_id(tenant).await?;
         let indicator = Indicator::create(id, sub, actor, now);
         conn.insert(tenant, &indicator).await?;
+        if indicator.is_active(now) {
+            // One created with an expiration time already past is stored but not counted.
+            active_count = active_count.map(|c| c + 1);
+        }
         results.push(Ok(ItemOutcome::Created(indicator)));
     }
     Ok(results)
 }
 
 /// Deletes all of `ids` or, if any is not an active indicator visible to the scope, none.
-pub(crate) async fn delete_ids<C: WriteConnection>(
+async fn delete_ids<C: WriteConnection>(
     conn: &mut C,
     scope: &Scope,
     ids: &[i64],
@@ -225,6 +316,92 @@ macro_rules! impl_write_connection {
                     .bind(now_ticks)
                     .fetch_one(&mut self.conn)
                     .await
+            }
+
+            async fn fetch_by_values(
+                &mut self,
+                tenant: &str,
+                indicator_type: &str,
+                value_keys: &[&str],
+            ) -> Result<Vec<$crate::rows::IndicatorRow>, sqlx::Error> {
+                let mut rows = Vec::new();
+                for chunk in value_keys.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
+                    // Padded to a statement size with the last value again: `IN` ignores repeats.
+                    let size = chunk.len().next_power_of_two();
+                    let mut query = sqlx::query_as($crate::rows::select_by_values_sql(size))
+                        .bind(tenant)
+                        .bind(indicator_type);
+                    for i in 0..size {
+                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
+                    }
+                    rows.extend(query.fetch_all(&mut self.conn).await?);
+                }
+                Ok(rows)
+            }
+
+            async fn fetch_by_ids(
+                &mut self,
+                tenant: &str,
+                ids: &[i64],
+            ) -> Result<Vec<$crate::rows::IndicatorRow>, sqlx::Error> {
+                let mut rows = Vec::new();
+                for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
+                    let size = chunk.len().next_power_of_two();
+                    let mut query =
+                        sqlx::query_as($crate::rows::select_by_ids_sql(size)).bind(tenant);
+                    for i in 0..size {
+                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
+                    }
+                    rows.extend(query.fetch_all(&mut self.conn).await?);
+                }
+                Ok(rows)
+            }
+
+            async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
+                let last: Option<i64> = sqlx::query_scalar($crate::rows::LAST_ID)
+                    .bind(tenant)
+                    .fetch_optional(&mut self.conn)
+                    .await?;
+                Ok(last.unwrap_or(0))
+            }
+
+            async fn set_last_id(&mut self, tenant: &str, last: i64) -> Result<(), sqlx::Error> {
+                sqlx::query($crate::rows::SET_LAST_ID)
+                    .bind(tenant)
+                    .bind(last)
+                    .execute(&mut self.conn)
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error> {
+                for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
+                    let size = chunk.len().next_power_of_two();
+                    let mut query = sqlx::query($crate::rows::delete_by_ids_sql(size)).bind(tenant);
+                    for i in 0..size {
+                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
+                    }
+                    query.execute(&mut self.conn).await?;
+                }
+                Ok(())
+            }
+
+            async fn upsert_many(
+                &mut self,
+                tenant: &str,
+                rows: &[iocd_domain::Indicator],
+            ) -> Result<(), sqlx::Error> {
+                let mut rest = rows;
+                for size in $crate::rows::statement_sizes(rows.len()) {
+                    let (chunk, tail) = rest.split_at(size);
+                    rest = tail;
+                    let mut query = sqlx::query($crate::rows::upsert_sql(size));
+                    for indicator in chunk {
+                        query = $crate::rows::bind_indicator!(query, tenant, indicator);
+                    }
+                    query.execute(&mut self.conn).await?;
+                }
+                Ok(())
             }
 
             async fn is_visible(

@@ -217,3 +217,134 @@ pub fn visible_id_sql() -> String {
 pub fn get_visible_sql() -> String {
     format!("SELECT {COLUMNS} FROM indicators WHERE {VISIBLE}")
 }
+
+/// Most rows (or `IN` values) one multi-row statement carries. SQLite allows 32,766 parameters
+/// per statement and PostgreSQL 65,535; an upsert of this many rows binds 33 × 256 = 8,448.
+pub const MAX_ROWS_PER_STATEMENT: usize = 256;
+/// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
+/// connection prepares at most nine shapes of each and its statement cache keeps them all.
+const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
+
+type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
+
+/// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
+fn sized(cache: &'static SizedStatements, n: usize, build: fn(usize) -> String) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
+    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
+}
+
+/// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
+pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << n.ilog2()
+        };
+        n -= size;
+        Some(size)
+    })
+}
+
+/// `$first, $first+1, … ` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows of tenant `$1` and type `$2` whose value key is one of `$3…` (`n` of them), any action.
+pub fn select_by_values_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        format!(
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
+             AND value_key IN ({})",
+            placeholders(3, n)
+        )
+    })
+}
+
+/// Rows of tenant `$1` whose id is one of `$2…` (`n` of them), expired or not.
+pub fn select_by_ids_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        format!(
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id IN ({})",
+            placeholders(2, n)
+        )
+    })
+}
+
+/// Deletes the rows of tenant `$1` whose id is one of `$2…` (`n` of them).
+pub fn delete_by_ids_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        format!(
+            "DELETE FROM indicators WHERE tenant_id = $1 AND id IN ({})",
+            placeholders(2, n)
+        )
+    })
+}
+
+/// Inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row whose
+/// (tenant, id) exists already: creates and updates of a batch in one statement.
+pub fn upsert_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        let per_row = COLUMNS.split(',').count() + 1;
+        let rows: Vec<String> = (0..n)
+            .map(|row| format!("({})", placeholders(row * per_row + 1, per_row)))
+            .collect();
+        let set: Vec<String> = COLUMNS
+            .split(',')
+            .map(str::trim)
+            .filter(|column| *column != "id")
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
+        format!(
+            "INSERT INTO indicators (tenant_id, {COLUMNS}) VALUES {} \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+            rows.join(", "),
+            set.join(", ")
+        )
+    })
+}
+
+/// The last id handed out in tenant `$1` (no row: none yet).
+pub const LAST_ID: &str = "SELECT next_indicator_id FROM tenants WHERE tenant_id = $1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_sizes_add_up_and_are_powers_of_two() {
+        for n in 0..1200 {
+            let sizes: Vec<usize> = statement_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            statement_sizes(500).collect::<Vec<_>>(),
+            [256, 128, 64, 32, 16, 4]
+        );
+    }
+
+    #[test]
+    fn upsert_binds_as_many_parameters_as_insert() {
+        let one = upsert_sql(1);
+        assert!(one.contains("($1, $2,") && one.ends_with("value_key = excluded.value_key"));
+        assert!(one.contains("$33)") && !one.contains("$34"));
+        let two = upsert_sql(2);
+        assert!(two.contains("($34, $35,") && two.contains("$66)") && !two.contains("$67"));
+        assert!(!one.contains(" id = excluded.id"));
+    }
+}

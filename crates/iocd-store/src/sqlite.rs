@@ -28,9 +28,18 @@ pub struct SqliteStore {
     writer: Writer,
 }
 
-struct SqliteWriter {
+pub(crate) struct SqliteWriter {
     conn: SqliteConnection,
     ids: crate::protocol::IdCounters,
+}
+
+impl SqliteWriter {
+    pub(crate) fn new(conn: SqliteConnection) -> Self {
+        SqliteWriter {
+            conn,
+            ids: Default::default(),
+        }
+    }
 }
 
 impl_identity_store!(SqliteStore);
@@ -68,10 +77,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             readers,
-            writer: Writer::spawn(SqliteWriter {
-                conn,
-                ids: Default::default(),
-            }),
+            writer: Writer::spawn(SqliteWriter::new(conn)),
         })
     }
 

@@ -1,14 +1,17 @@
 //! Group commit. All writes of a store go to one writer task that owns its writing
-//! connection: it drains whatever commands are queued, runs them in one transaction with a
-//! savepoint per command, commits once (one fsync for the whole group) and only then answers
-//! each caller. Concurrent small writes become few durable commits, upserts on one connection
-//! cannot race each other, and a database error undoes only the command that met it.
+//! connection: it drains whatever commands are queued, runs them in one transaction (batched
+//! into a few statements by [`batch`]), commits once (one fsync for the whole group) and only
+//! then answers each caller. Concurrent small writes become few durable commits, upserts on
+//! one connection cannot race each other, and if a database error strikes, the batch is run
+//! again command by command with a savepoint each, so the error undoes only the command that
+//! met it.
 
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Submission};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::protocol::{delete_ids, submit_items, WriteConnection};
+use crate::batch::{self, Command};
+use crate::protocol::{run_one_by_one, Outcome, WriteConnection};
 use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
 
 /// Most commands folded into one transaction; bounds the latency one commit adds.
@@ -33,6 +36,32 @@ enum WriteCommand {
 }
 
 impl WriteCommand {
+    fn as_command(&self) -> Command<'_> {
+        match self {
+            WriteCommand::Submit {
+                scope,
+                actor,
+                items,
+                limits,
+                now,
+                ..
+            } => Command::Submit {
+                scope,
+                actor,
+                items,
+                limits: *limits,
+                now: *now,
+            },
+            WriteCommand::Delete {
+                scope, ids, now, ..
+            } => Command::Delete {
+                scope,
+                ids,
+                now: *now,
+            },
+        }
+    }
+
     fn tenant(&self) -> &str {
         match self {
             WriteCommand::Submit { scope, .. } | WriteCommand::Delete { scope, .. } => {
@@ -146,22 +175,24 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
     let mut tenants: Vec<String> = batch.iter().map(|c| c.tenant().to_string()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    // Database errors are rare, and a savepoint per command costs two statements (each a
-    // round trip to the database or its thread). So the batch first runs without savepoints;
-    // only if a command met an error is it rolled back whole and run again with a savepoint
-    // per command, which undoes just the failing ones. Results are the same either way: the
-    // first attempt is kept only when every command succeeded.
-    let outcomes = match run_commands(conn, &tenants, &batch, false).await {
-        Ok(outcomes) if outcomes.iter().all(Outcome::succeeded) => outcomes,
-        Ok(_) => {
+    let commands: Vec<Command> = batch.iter().map(WriteCommand::as_command).collect();
+    let outcomes = match run_batched(conn, &tenants, &commands).await {
+        Some(outcomes) => outcomes,
+        None => {
+            // Rare (a database error, a row that does not decode): undo the batch and run it
+            // again one command at a time, each in a savepoint, so that only the commands that
+            // meet the problem fail and their batch-mates still land.
             let _ = conn.execute("ROLLBACK").await;
-            match run_commands(conn, &tenants, &batch, true).await {
+            match run_one_by_one(conn, &tenants, &commands).await {
                 Ok(outcomes) => outcomes,
-                Err(e) => return fail_all(batch, &e),
+                Err(e) => {
+                    drop(commands);
+                    return fail_all(batch, &e);
+                }
             }
         }
-        Err(e) => return fail_all(batch, &e),
     };
+    drop(commands);
     let replies: Vec<Reply> = batch
         .into_iter()
         .zip(outcomes)
@@ -177,6 +208,25 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
     }
 }
 
+/// The batch in a few statements ([`batch`]); `None` when it must take the slow path.
+async fn run_batched<C: WriteConnection>(
+    conn: &mut C,
+    tenants: &[String],
+    commands: &[Command<'_>],
+) -> Option<Vec<Outcome>> {
+    if let Err(e) = conn.begin(tenants).await {
+        tracing::warn!(error = %e, "could not start a write transaction");
+        return None;
+    }
+    match batch::run(conn, commands).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(error = %e, "a batched write failed; retrying its commands one by one");
+            None
+        }
+    }
+}
+
 fn fail_all(batch: Vec<WriteCommand>, e: &sqlx::Error) {
     tracing::error!(error = %e, "could not start a write transaction");
     for cmd in batch {
@@ -184,20 +234,7 @@ fn fail_all(batch: Vec<WriteCommand>, e: &sqlx::Error) {
     }
 }
 
-/// What one command returned, before its caller is answered.
-enum Outcome {
-    Submit(Result<Vec<ItemResult>, StoreError>),
-    Delete(Result<DeleteOutcome, StoreError>),
-}
-
 impl Outcome {
-    fn succeeded(&self) -> bool {
-        match self {
-            Outcome::Submit(r) => r.is_ok(),
-            Outcome::Delete(r) => r.is_ok(),
-        }
-    }
-
     fn into_reply(self, cmd: WriteCommand) -> Reply {
         match (cmd, self) {
             (WriteCommand::Submit { reply, .. }, Outcome::Submit(r)) => Reply::Submit(reply, r),
@@ -207,61 +244,9 @@ impl Outcome {
     }
 }
 
-/// Opens the batch's transaction and runs every command in it, in order (with a savepoint
-/// around each when `isolate`). Leaves the transaction open.
-async fn run_commands<C: WriteConnection>(
-    conn: &mut C,
-    tenants: &[String],
-    batch: &[WriteCommand],
-    isolate: bool,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    conn.begin(tenants).await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for cmd in batch {
-        outcomes.push(if isolate {
-            run_in_savepoint(conn, cmd).await
-        } else {
-            run_command(conn, cmd).await
-        });
-    }
-    Ok(outcomes)
-}
-
-async fn run_command<C: WriteConnection>(conn: &mut C, cmd: &WriteCommand) -> Outcome {
-    match cmd {
-        WriteCommand::Submit {
-            scope,
-            actor,
-            items,
-            limits,
-            now,
-            ..
-        } => Outcome::Submit(submit_items(conn, scope, actor, items, *limits, *now).await),
-        WriteCommand::Delete {
-            scope, ids, now, ..
-        } => Outcome::Delete(delete_ids(conn, scope, ids, *now).await),
-    }
-}
-
 fn unanswered(cmd: WriteCommand) -> Reply {
     match cmd {
         WriteCommand::Submit { reply, .. } => Reply::Submit(reply, Err(StoreError::WriterGone)),
         WriteCommand::Delete { reply, .. } => Reply::Delete(reply, Err(StoreError::WriterGone)),
     }
-}
-
-/// Runs one command so that a database error undoes that command only, not its batch-mates.
-async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, cmd: &WriteCommand) -> Outcome {
-    if let Err(e) = conn.execute("SAVEPOINT command").await {
-        return match cmd {
-            WriteCommand::Submit { .. } => Outcome::Submit(Err(e.into())),
-            WriteCommand::Delete { .. } => Outcome::Delete(Err(e.into())),
-        };
-    }
-    let outcome = run_command(conn, cmd).await;
-    if !outcome.succeeded() {
-        let _ = conn.execute("ROLLBACK TO SAVEPOINT command").await;
-    }
-    let _ = conn.execute("RELEASE SAVEPOINT command").await;
-    outcome
 }
