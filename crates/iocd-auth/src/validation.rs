@@ -1,7 +1,8 @@
 //! Validating bearer tokens: iocd's own and those of external issuers such as a real Entra tenant.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -287,6 +288,7 @@ pub struct TokenValidator {
     issuers: Vec<IssuerEntry>,
     accepted_audiences: Vec<String>,
     leeway_secs: u64,
+    verified: VerifiedTokens,
 }
 
 impl TokenValidator {
@@ -302,6 +304,7 @@ impl TokenValidator {
                 .collect(),
             accepted_audiences: config.accepted_audiences,
             leeway_secs: config.leeway_secs.min(MAX_LEEWAY_SECS),
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -323,6 +326,13 @@ impl TokenValidator {
 
     /// As [`Self::validate`], judging `exp` and `nbf` against `now` instead of the clock.
     pub fn validate_at(&self, token: &str, now: SystemTime) -> Result<ValidatedToken, TokenError> {
+        if let Some(known) = self.verified.lookup(token) {
+            if self.still_signed_by(&known, self.current_keys(known.issuer_index)) {
+                return self
+                    .check_time(known.window, unix_seconds(now))
+                    .map(|()| known.validated);
+            }
+        }
         let unverified = self.inspect(token)?;
         let keys = match &self.issuers[unverified.issuer_index].keys {
             KeySource::Static(keys) => Arc::clone(keys),
@@ -337,6 +347,18 @@ impl TokenValidator {
     /// refresh, and fetching again (rate-limited by the cache) when the token names a `kid` the
     /// keys lack, so that an upstream key rotation is picked up.
     pub async fn validate_refreshing(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+        if let Some(known) = self.verified.lookup(token) {
+            // A remote issuer's keys are asked for as a full check would (which refreshes them
+            // when due), so a key rotation is seen as soon as without remembering.
+            let keys = match &self.issuers[known.issuer_index].keys {
+                KeySource::Static(keys) => Some(Arc::clone(keys)),
+                KeySource::Remote(cache) => cache.keys().await.ok(),
+            };
+            if self.still_signed_by(&known, keys) {
+                let now = unix_seconds(SystemTime::now());
+                return self.check_time(known.window, now).map(|()| known.validated);
+            }
+        }
         let unverified = self.inspect(token)?;
         let cache = match &self.issuers[unverified.issuer_index].keys {
             KeySource::Static(keys) => {
@@ -452,7 +474,7 @@ impl TokenValidator {
         &self,
         token: &str,
         unverified: &Unverified,
-        keys: &JwkSet,
+        keys: &Arc<JwkSet>,
         now: i64,
     ) -> Result<ValidatedToken, TokenError> {
         let kid = unverified
@@ -496,29 +518,47 @@ impl TokenValidator {
                 }
                 _ => TokenError::BadSignature,
             })?;
-        self.check_claims(verified.claims, &unverified.expected_issuer, now)
+        let (validated, window) =
+            self.check_claims(verified.claims, &unverified.expected_issuer, now)?;
+        self.verified.remember(
+            token,
+            RememberedToken {
+                validated: validated.clone(),
+                window,
+                issuer_index: unverified.issuer_index,
+                keys: Arc::clone(keys),
+                verified_at: Instant::now(),
+            },
+        );
+        Ok(validated)
     }
 
-    fn check_claims(
-        &self,
-        claims: RawClaims,
-        expected_issuer: &str,
-        now: i64,
-    ) -> Result<ValidatedToken, TokenError> {
+    /// The issuer's keys at hand, without fetching.
+    fn current_keys(&self, issuer_index: usize) -> Option<Arc<JwkSet>> {
+        match &self.issuers[issuer_index].keys {
+            KeySource::Static(keys) => Some(Arc::clone(keys)),
+            KeySource::Remote(cache) => cache.snapshot(),
+        }
+    }
+
+    /// Whether a remembered token's verification still stands: its issuer's key set is the one
+    /// it was verified with. Then only the clock needs checking again, since the signature,
+    /// issuer and audience of the same bytes cannot have changed. Clients send one token for its
+    /// whole life (about an hour), so this spares nearly every request an RSA signature check.
+    fn still_signed_by(&self, known: &RememberedToken, keys: Option<Arc<JwkSet>>) -> bool {
+        keys.is_some_and(|keys| Arc::ptr_eq(&keys, &known.keys))
+    }
+
+    fn check_time(&self, window: ValidityWindow, now: i64) -> Result<(), TokenError> {
         let leeway = self.leeway_secs as i64;
-        let expires_at = numeric_date(
-            "exp",
-            claims.exp.as_ref().ok_or(TokenError::MissingClaim("exp"))?,
-        )?;
-        if now >= expires_at.saturating_add(leeway) {
+        if now >= window.expires_at.saturating_add(leeway) {
             return Err(TokenError::Expired {
-                expired_at: expires_at,
+                expired_at: window.expires_at,
                 now,
                 leeway_secs: self.leeway_secs,
             });
         }
-        if let Some(nbf) = &claims.nbf {
-            let not_before = numeric_date("nbf", nbf)?;
+        if let Some(not_before) = window.not_before {
             if now.saturating_add(leeway) < not_before {
                 return Err(TokenError::NotYetValid {
                     not_before,
@@ -527,6 +567,29 @@ impl TokenValidator {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn check_claims(
+        &self,
+        claims: RawClaims,
+        expected_issuer: &str,
+        now: i64,
+    ) -> Result<(ValidatedToken, ValidityWindow), TokenError> {
+        let expires_at = numeric_date(
+            "exp",
+            claims.exp.as_ref().ok_or(TokenError::MissingClaim("exp"))?,
+        )?;
+        let not_before = claims
+            .nbf
+            .as_ref()
+            .map(|nbf| numeric_date("nbf", nbf))
+            .transpose()?;
+        let window = ValidityWindow {
+            expires_at,
+            not_before,
+        };
+        self.check_time(window, now)?;
         let audiences = claims
             .aud
             .ok_or(TokenError::MissingClaim("aud"))?
@@ -560,7 +623,7 @@ impl TokenValidator {
             (Some(app_id), _) | (None, Some(app_id)) => app_id,
             (None, None) => return Err(TokenError::MissingClaim("appid")),
         };
-        Ok(ValidatedToken {
+        let validated = ValidatedToken {
             issuer: expected_issuer.to_owned(),
             tenant_id,
             app_id,
@@ -575,7 +638,56 @@ impl TokenValidator {
                 .map(str::to_owned)
                 .collect(),
             display_name: claims.app_displayname,
-        })
+        };
+        Ok((validated, window))
+    }
+}
+
+/// When a token is valid: `exp` and, if present, `nbf` (Unix seconds).
+#[derive(Debug, Clone, Copy)]
+struct ValidityWindow {
+    expires_at: i64,
+    not_before: Option<i64>,
+}
+
+/// How long a verified token is answered from memory before it is verified again in full. A
+/// changed key set already ends it sooner; this bounds the table's staleness otherwise.
+const REVERIFY_AFTER: Duration = Duration::from_secs(300);
+/// Tokens remembered at most. Each is a few kilobytes; when full, the table starts over.
+const MAX_REMEMBERED_TOKENS: usize = 4096;
+
+/// Tokens that passed every check, by their exact text.
+#[derive(Debug, Default)]
+struct VerifiedTokens {
+    entries: Mutex<HashMap<Box<str>, RememberedToken>>,
+}
+
+#[derive(Debug, Clone)]
+struct RememberedToken {
+    validated: ValidatedToken,
+    window: ValidityWindow,
+    issuer_index: usize,
+    /// The key set that verified it.
+    keys: Arc<JwkSet>,
+    verified_at: Instant,
+}
+
+impl VerifiedTokens {
+    fn lookup(&self, token: &str) -> Option<RememberedToken> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(token)?;
+        (entry.verified_at.elapsed() < REVERIFY_AFTER).then(|| entry.clone())
+    }
+
+    fn remember(&self, token: &str, remembered: RememberedToken) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_REMEMBERED_TOKENS && !entries.contains_key(token) {
+            entries.retain(|_, entry| entry.verified_at.elapsed() < REVERIFY_AFTER);
+            if entries.len() >= MAX_REMEMBERED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(token.into(), remembered);
     }
 }
 

@@ -732,3 +732,56 @@ fn jwks_publishes_only_the_public_key_with_its_thumbprint_kid() {
     );
     assert_eq!(key.kid().len(), 43);
 }
+
+/// A token that verified is answered from memory afterwards, but the clock still applies to
+/// it: the same validator refuses it once it expires, with the same error a fresh check gives.
+#[test]
+fn a_remembered_token_still_expires() {
+    let issued = signing_key().issue(&input()).unwrap();
+    let expires_at = decode_part(&issued.access_token, 1)["exp"]
+        .as_i64()
+        .unwrap();
+    let at = |unix: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(unix as u64);
+    let shared = validator();
+    let first = shared
+        .validate_at(&issued.access_token, at(expires_at - 10))
+        .unwrap();
+    let again = shared
+        .validate_at(&issued.access_token, at(expires_at + 30))
+        .unwrap();
+    assert_eq!(first, again);
+    let remembered = shared
+        .validate_at(&issued.access_token, at(expires_at + 61))
+        .unwrap_err();
+    let fresh = validator()
+        .validate_at(&issued.access_token, at(expires_at + 61))
+        .unwrap_err();
+    assert_eq!(remembered, fresh);
+    assert!(matches!(remembered, TokenError::Expired { .. }));
+    // Nor does it vouch for a token that is not yet valid when first seen.
+    let early = shared
+        .validate_at(&issued.access_token, at(expires_at - 7200))
+        .unwrap_err();
+    assert!(matches!(early, TokenError::NotYetValid { .. }), "{early:?}");
+}
+
+/// Remembering a good token must not let a look-alike through: a token whose signature or
+/// claims differ by one character is checked in full.
+#[test]
+fn a_remembered_token_does_not_vouch_for_altered_copies() {
+    let shared = validator();
+    let good = sign(&claims());
+    shared.validate(&good).unwrap();
+    let mut forged_signature = good.clone();
+    let last = forged_signature.pop().unwrap();
+    forged_signature.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(shared.validate(&forged_signature).is_err());
+    let other_key = sign_with(
+        attacker_key(),
+        Algorithm::RS256,
+        Some(signing_key().kid()),
+        &claims(),
+    );
+    assert_eq!(shared.validate(&other_key), Err(TokenError::BadSignature));
+    assert!(shared.validate(&good).is_ok());
+}
