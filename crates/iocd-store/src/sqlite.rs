@@ -12,7 +12,7 @@ use iocd_domain::time::Timestamp;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 use crate::identity::impl_identity_store;
 use crate::indicator_store::impl_indicator_store;
@@ -58,6 +58,21 @@ async fn begin_immediate(
         .map(|_| ())
 }
 
+/// Migrates the database, then opens the writing connection. The writer is a connection of its
+/// own, opened after migrating: a connection reads the planner statistics (sqlite_stat1) when it
+/// loads the schema, and the one that ran the migrations still holds those of the empty
+/// database, which would send the writer's batched key lookups through a scan of the tenant.
+async fn migrate_then_connect(
+    options: &SqliteConnectOptions,
+) -> Result<SqliteConnection, StoreError> {
+    let mut migrating = options.connect().await?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&mut migrating)
+        .await?;
+    migrating.close().await?;
+    Ok(options.connect().await?)
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://iocd.db`) and migrates it.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -69,8 +84,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .disable_statement_logging();
-        let mut conn = options.connect().await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+        let conn = migrate_then_connect(&options).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -103,3 +117,45 @@ impl SqliteStore {
 }
 
 impl_indicator_store!(SqliteStore, Dialect::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's batched lookups must search the upsert key's index on a database it has
+    /// just created, not walk the tenant's rows (which one stale statistic made them do).
+    #[tokio::test]
+    async fn the_writer_searches_the_upsert_key_on_a_new_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let mut writer = migrate_then_connect(&options).await.unwrap();
+        for n in [1, 8, 64, 256] {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN {}",
+                crate::rows::select_by_values_sql(n)
+            );
+            let mut query = sqlx::query(&sql).bind("tenant").bind("DomainName");
+            for i in 0..n {
+                query = query.bind(format!("value{i}.example"));
+            }
+            let plan: Vec<String> = query
+                .fetch_all(&mut writer)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect();
+            assert_eq!(
+                plan,
+                [
+                    "SEARCH indicators USING INDEX sqlite_autoindex_indicators_2 \
+                  (tenant_id=? AND indicator_type=? AND value_key=?)"
+                ],
+                "{n} values"
+            );
+        }
+    }
+}
