@@ -35,7 +35,7 @@ struct PgWriter {
 
 impl_identity_store!(PostgresStore);
 
-impl_write_connection!(PgWriter, begin_locked);
+impl_write_connection!(PgWriter, begin_locked, Dialect::Postgres);
 
 /// Starts a batch, reconnecting once if the connection was lost (a database restart).
 async fn begin_locked(writer: &mut PgWriter, tenants: &[String]) -> Result<(), sqlx::Error> {

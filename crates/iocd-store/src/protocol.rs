@@ -218,10 +218,10 @@ async fn delete_ids<C: WriteConnection>(
 pub(crate) type IdCounters = std::collections::HashMap<String, i64>;
 
 /// Implements the statement methods of [`WriteConnection`] for a wrapper struct with a `conn`
-/// field, whose sqlx connection type runs the shared SQL unchanged. Only `begin` differs
-/// between databases and is passed in.
+/// field, whose sqlx connection type runs the shared SQL unchanged. Only `begin` and the
+/// placeholders of the multi-row statements differ between databases and are passed in.
 macro_rules! impl_write_connection {
-    ($writer:ty, $begin:path) => {
+    ($writer:ty, $begin:path, $dialect:expr) => {
         #[async_trait::async_trait]
         impl $crate::protocol::WriteConnection for $writer {
             async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error> {
@@ -328,9 +328,10 @@ macro_rules! impl_write_connection {
                 for chunk in value_keys.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
                     // Padded to a statement size with the last value again: `IN` ignores repeats.
                     let size = chunk.len().next_power_of_two();
-                    let mut query = sqlx::query_as($crate::rows::select_by_values_sql(size))
-                        .bind(tenant)
-                        .bind(indicator_type);
+                    let mut query =
+                        sqlx::query_as($crate::rows::select_by_values_sql($dialect, size))
+                            .bind(tenant)
+                            .bind(indicator_type);
                     for i in 0..size {
                         query = query.bind(chunk[i.min(chunk.len() - 1)]);
                     }
@@ -347,8 +348,8 @@ macro_rules! impl_write_connection {
                 let mut rows = Vec::new();
                 for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
                     let size = chunk.len().next_power_of_two();
-                    let mut query =
-                        sqlx::query_as($crate::rows::select_by_ids_sql(size)).bind(tenant);
+                    let mut query = sqlx::query_as($crate::rows::select_by_ids_sql($dialect, size))
+                        .bind(tenant);
                     for i in 0..size {
                         query = query.bind(chunk[i.min(chunk.len() - 1)]);
                     }
@@ -377,7 +378,8 @@ macro_rules! impl_write_connection {
             async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error> {
                 for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
                     let size = chunk.len().next_power_of_two();
-                    let mut query = sqlx::query($crate::rows::delete_by_ids_sql(size)).bind(tenant);
+                    let mut query =
+                        sqlx::query($crate::rows::delete_by_ids_sql($dialect, size)).bind(tenant);
                     for i in 0..size {
                         query = query.bind(chunk[i.min(chunk.len() - 1)]);
                     }
@@ -395,7 +397,7 @@ macro_rules! impl_write_connection {
                 for size in $crate::rows::statement_sizes(rows.len()) {
                     let (chunk, tail) = rest.split_at(size);
                     rest = tail;
-                    let mut query = sqlx::query($crate::rows::upsert_sql(size));
+                    let mut query = sqlx::query($crate::rows::upsert_sql($dialect, size));
                     for indicator in chunk {
                         query = $crate::rows::bind_indicator!(query, tenant, indicator);
                     }

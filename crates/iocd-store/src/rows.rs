@@ -3,6 +3,7 @@
 
 use iocd_domain::time::{from_ticks, to_ticks};
 use iocd_domain::{Action, Indicator, IndicatorType, Severity};
+use iocd_odata::Dialect;
 use serde_json::Value;
 
 use crate::StoreError;
@@ -225,12 +226,25 @@ pub const MAX_ROWS_PER_STATEMENT: usize = 256;
 /// connection prepares at most nine shapes of each and its statement cache keeps them all.
 const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
 
-type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
+/// Built statements of one kind, per dialect and size.
+type SizedStatements = [[std::sync::OnceLock<String>; STATEMENT_SIZES]; 2];
+
+const NO_STATEMENTS: SizedStatements =
+    [const { [const { std::sync::OnceLock::new() }; STATEMENT_SIZES] }; 2];
 
 /// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
-fn sized(cache: &'static SizedStatements, n: usize, build: fn(usize) -> String) -> &'static str {
+fn sized(
+    cache: &'static SizedStatements,
+    dialect: Dialect,
+    n: usize,
+    build: fn(Dialect, usize) -> String,
+) -> &'static str {
     debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
-    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
+    let per_dialect = match dialect {
+        Dialect::Sqlite => &cache[0],
+        Dialect::Postgres => &cache[1],
+    };
+    per_dialect[n.trailing_zeros() as usize].get_or_init(|| build(dialect, n))
 }
 
 /// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
@@ -249,56 +263,66 @@ pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// `$first, $first+1, … ` for `n` parameters.
-fn placeholders(first: usize, n: usize) -> String {
+/// Placeholders for parameters `first..first + n`, bound in that order. SQLite gets plain `?`:
+/// sqlx looks up the name of every numbered parameter (`$7`) it binds, and SQLite finds a name
+/// by walking the statement's list of names, which makes binding a statement with thousands of
+/// `$n` quadratic. PostgreSQL needs `$n`.
+fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
     (first..first + n)
-        .map(|i| format!("${i}"))
+        .map(|i| match dialect {
+            Dialect::Sqlite => "?".to_string(),
+            Dialect::Postgres => format!("${i}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// Rows of tenant `$1` and type `$2` whose value key is one of `$3…` (`n` of them), any action.
-pub fn select_by_values_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
+pub fn select_by_values_sql(dialect: Dialect, n: usize) -> &'static str {
+    static CACHE: SizedStatements = NO_STATEMENTS;
+    sized(&CACHE, dialect, n, |dialect, n| {
         format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = {} AND indicator_type = {} \
              AND value_key IN ({})",
-            placeholders(3, n)
+            placeholders(dialect, 1, 1),
+            placeholders(dialect, 2, 1),
+            placeholders(dialect, 3, n)
         )
     })
 }
 
 /// Rows of tenant `$1` whose id is one of `$2…` (`n` of them), expired or not.
-pub fn select_by_ids_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
+pub fn select_by_ids_sql(dialect: Dialect, n: usize) -> &'static str {
+    static CACHE: SizedStatements = NO_STATEMENTS;
+    sized(&CACHE, dialect, n, |dialect, n| {
         format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id IN ({})",
-            placeholders(2, n)
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = {} AND id IN ({})",
+            placeholders(dialect, 1, 1),
+            placeholders(dialect, 2, n)
         )
     })
 }
 
 /// Deletes the rows of tenant `$1` whose id is one of `$2…` (`n` of them).
-pub fn delete_by_ids_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
+pub fn delete_by_ids_sql(dialect: Dialect, n: usize) -> &'static str {
+    static CACHE: SizedStatements = NO_STATEMENTS;
+    sized(&CACHE, dialect, n, |dialect, n| {
         format!(
-            "DELETE FROM indicators WHERE tenant_id = $1 AND id IN ({})",
-            placeholders(2, n)
+            "DELETE FROM indicators WHERE tenant_id = {} AND id IN ({})",
+            placeholders(dialect, 1, 1),
+            placeholders(dialect, 2, n)
         )
     })
 }
 
 /// Inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row whose
 /// (tenant, id) exists already: creates and updates of a batch in one statement.
-pub fn upsert_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
+pub fn upsert_sql(dialect: Dialect, n: usize) -> &'static str {
+    static CACHE: SizedStatements = NO_STATEMENTS;
+    sized(&CACHE, dialect, n, |dialect, n| {
         let per_row = COLUMNS.split(',').count() + 1;
         let rows: Vec<String> = (0..n)
-            .map(|row| format!("({})", placeholders(row * per_row + 1, per_row)))
+            .map(|row| format!("({})", placeholders(dialect, row * per_row + 1, per_row)))
             .collect();
         let set: Vec<String> = COLUMNS
             .split(',')
@@ -340,11 +364,14 @@ mod tests {
 
     #[test]
     fn upsert_binds_as_many_parameters_as_insert() {
-        let one = upsert_sql(1);
+        let one = upsert_sql(Dialect::Postgres, 1);
         assert!(one.contains("($1, $2,") && one.ends_with("value_key = excluded.value_key"));
         assert!(one.contains("$33)") && !one.contains("$34"));
-        let two = upsert_sql(2);
+        let two = upsert_sql(Dialect::Postgres, 2);
         assert!(two.contains("($34, $35,") && two.contains("$66)") && !two.contains("$67"));
         assert!(!one.contains(" id = excluded.id"));
+        let sqlite = upsert_sql(Dialect::Sqlite, 2);
+        assert_eq!(sqlite.matches('?').count(), 66);
+        assert!(!sqlite.contains('$'));
     }
 }

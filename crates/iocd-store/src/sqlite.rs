@@ -44,7 +44,7 @@ impl SqliteWriter {
 
 impl_identity_store!(SqliteStore);
 
-impl_write_connection!(SqliteWriter, begin_immediate);
+impl_write_connection!(SqliteWriter, begin_immediate, Dialect::Sqlite);
 
 /// Takes the database's write lock at the start, not at the first write, so the transaction
 /// cannot fail half-way on a lock upgrade. One writer per process, so no tenant locks needed.
@@ -135,7 +135,7 @@ mod tests {
         for n in [1, 8, 64, 256] {
             let sql = format!(
                 "EXPLAIN QUERY PLAN {}",
-                crate::rows::select_by_values_sql(n)
+                crate::rows::select_by_values_sql(Dialect::Sqlite, n)
             );
             let mut query = sqlx::query(&sql).bind("tenant").bind("DomainName");
             for i in 0..n {
