@@ -35,7 +35,87 @@ struct PgWriter {
 
 impl_identity_store!(PostgresStore);
 
-impl_write_connection!(PgWriter, begin_locked, Dialect::Postgres);
+impl_write_connection!(PgWriter, begin_locked, batched);
+
+/// The fast path's batched statements on PostgreSQL: multi-row statements of a few fixed sizes.
+mod batched {
+    use iocd_domain::Indicator;
+    use sqlx::PgConnection;
+
+    use crate::rows::{self, IndicatorRow, MAX_ROWS_PER_STATEMENT};
+
+    pub(super) async fn fetch_by_values(
+        conn: &mut PgConnection,
+        tenant: &str,
+        indicator_type: &str,
+        value_keys: &[&str],
+    ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
+        let mut found = Vec::new();
+        for chunk in value_keys.chunks(MAX_ROWS_PER_STATEMENT) {
+            // Padded to a statement size with the last value again: `IN` ignores repeats.
+            let size = chunk.len().next_power_of_two();
+            let mut query = sqlx::query_as(rows::select_by_values_sql(size))
+                .bind(tenant)
+                .bind(indicator_type);
+            for i in 0..size {
+                query = query.bind(chunk[i.min(chunk.len() - 1)]);
+            }
+            found.extend(query.fetch_all(&mut *conn).await?);
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn fetch_by_ids(
+        conn: &mut PgConnection,
+        tenant: &str,
+        ids: &[i64],
+    ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+            let size = chunk.len().next_power_of_two();
+            let mut query = sqlx::query_as(rows::select_by_ids_sql(size)).bind(tenant);
+            for i in 0..size {
+                query = query.bind(chunk[i.min(chunk.len() - 1)]);
+            }
+            found.extend(query.fetch_all(&mut *conn).await?);
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn delete_many(
+        conn: &mut PgConnection,
+        tenant: &str,
+        ids: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+            let size = chunk.len().next_power_of_two();
+            let mut query = sqlx::query(rows::delete_by_ids_sql(size)).bind(tenant);
+            for i in 0..size {
+                query = query.bind(chunk[i.min(chunk.len() - 1)]);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn upsert_many(
+        conn: &mut PgConnection,
+        tenant: &str,
+        indicators: &[Indicator],
+    ) -> Result<(), sqlx::Error> {
+        let mut rest = indicators;
+        for size in rows::statement_sizes(indicators.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut query = sqlx::query(rows::upsert_sql(size));
+            for indicator in chunk {
+                query = rows::bind_indicator!(query, tenant, indicator);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
 
 /// Starts a batch, reconnecting once if the connection was lost (a database restart).
 async fn begin_locked(writer: &mut PgWriter, tenants: &[String]) -> Result<(), sqlx::Error> {

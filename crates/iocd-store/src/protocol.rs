@@ -218,10 +218,11 @@ async fn delete_ids<C: WriteConnection>(
 pub(crate) type IdCounters = std::collections::HashMap<String, i64>;
 
 /// Implements the statement methods of [`WriteConnection`] for a wrapper struct with a `conn`
-/// field, whose sqlx connection type runs the shared SQL unchanged. Only `begin` and the
-/// placeholders of the multi-row statements differ between databases and are passed in.
+/// field, whose sqlx connection type runs the shared SQL unchanged. What differs between
+/// databases is passed in: `begin`, and a module of the batched statements (`fetch_by_values`,
+/// `fetch_by_ids`, `delete_many`, `upsert_many` on the connection).
 macro_rules! impl_write_connection {
-    ($writer:ty, $begin:path, $dialect:expr) => {
+    ($writer:ty, $begin:path, $batched:ident) => {
         #[async_trait::async_trait]
         impl $crate::protocol::WriteConnection for $writer {
             async fn begin(&mut self, tenants: &[String]) -> Result<(), sqlx::Error> {
@@ -324,20 +325,7 @@ macro_rules! impl_write_connection {
                 indicator_type: &str,
                 value_keys: &[&str],
             ) -> Result<Vec<$crate::rows::IndicatorRow>, sqlx::Error> {
-                let mut rows = Vec::new();
-                for chunk in value_keys.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
-                    // Padded to a statement size with the last value again: `IN` ignores repeats.
-                    let size = chunk.len().next_power_of_two();
-                    let mut query =
-                        sqlx::query_as($crate::rows::select_by_values_sql($dialect, size))
-                            .bind(tenant)
-                            .bind(indicator_type);
-                    for i in 0..size {
-                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
-                    }
-                    rows.extend(query.fetch_all(&mut self.conn).await?);
-                }
-                Ok(rows)
+                $batched::fetch_by_values(&mut self.conn, tenant, indicator_type, value_keys).await
             }
 
             async fn fetch_by_ids(
@@ -345,17 +333,7 @@ macro_rules! impl_write_connection {
                 tenant: &str,
                 ids: &[i64],
             ) -> Result<Vec<$crate::rows::IndicatorRow>, sqlx::Error> {
-                let mut rows = Vec::new();
-                for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
-                    let size = chunk.len().next_power_of_two();
-                    let mut query = sqlx::query_as($crate::rows::select_by_ids_sql($dialect, size))
-                        .bind(tenant);
-                    for i in 0..size {
-                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
-                    }
-                    rows.extend(query.fetch_all(&mut self.conn).await?);
-                }
-                Ok(rows)
+                $batched::fetch_by_ids(&mut self.conn, tenant, ids).await
             }
 
             async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
@@ -376,16 +354,7 @@ macro_rules! impl_write_connection {
             }
 
             async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error> {
-                for chunk in ids.chunks($crate::rows::MAX_ROWS_PER_STATEMENT) {
-                    let size = chunk.len().next_power_of_two();
-                    let mut query =
-                        sqlx::query($crate::rows::delete_by_ids_sql($dialect, size)).bind(tenant);
-                    for i in 0..size {
-                        query = query.bind(chunk[i.min(chunk.len() - 1)]);
-                    }
-                    query.execute(&mut self.conn).await?;
-                }
-                Ok(())
+                $batched::delete_many(&mut self.conn, tenant, ids).await
             }
 
             async fn upsert_many(
@@ -393,17 +362,7 @@ macro_rules! impl_write_connection {
                 tenant: &str,
                 rows: &[iocd_domain::Indicator],
             ) -> Result<(), sqlx::Error> {
-                let mut rest = rows;
-                for size in $crate::rows::statement_sizes(rows.len()) {
-                    let (chunk, tail) = rest.split_at(size);
-                    rest = tail;
-                    let mut query = sqlx::query($crate::rows::upsert_sql($dialect, size));
-                    for indicator in chunk {
-                        query = $crate::rows::bind_indicator!(query, tenant, indicator);
-                    }
-                    query.execute(&mut self.conn).await?;
-                }
-                Ok(())
+                $batched::upsert_many(&mut self.conn, tenant, rows).await
             }
 
             async fn is_visible(

@@ -3,7 +3,8 @@
 
 use iocd_domain::time::{from_ticks, to_ticks};
 use iocd_domain::{Action, Indicator, IndicatorType, Severity};
-use iocd_odata::Dialect;
+use std::sync::LazyLock;
+
 use serde_json::Value;
 
 use crate::StoreError;
@@ -219,32 +220,133 @@ pub fn get_visible_sql() -> String {
     format!("SELECT {COLUMNS} FROM indicators WHERE {VISIBLE}")
 }
 
-/// Most rows (or `IN` values) one multi-row statement carries. SQLite allows 32,766 parameters
-/// per statement and PostgreSQL 65,535; an upsert of this many rows binds 33 × 256 = 8,448.
+// Batched statements. SQLite takes each batch's rows or keys as one JSON text parameter, read
+// with `json_each`: one statement shape whatever the batch size, and few parameters (sqlx looks
+// up every parameter's name as it binds, which SQLite does by walking the statement's list of
+// names, so binding thousands of `$n` would be quadratic). PostgreSQL takes multi-row
+// statements of fixed sizes with `$n` parameters.
+
+/// The `SELECT` list and the column values of [`indicator_json`], by position.
+fn json_columns() -> String {
+    (0..COLUMNS.split(',').count())
+        .map(|i| format!("value ->> {i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Columns an update never changes: [`Indicator::apply_update`] keeps the key, the creator and
+/// what is honoured only on create. Leaving them out of the upserts' `SET` spares SQLite
+/// rewriting the index entries that hold only them (the upsert key, type, action, creator,
+/// creation time): an update then rewrites three indexes instead of eight.
+const FIXED_ON_UPDATE: [&str; 11] = [
+    "id",
+    "indicator_type",
+    "action",
+    "value_key",
+    "created_by",
+    "created_by_display_name",
+    "created_by_source",
+    "creation_time",
+    "application",
+    "version",
+    "certificate_info",
+];
+
+/// `col = excluded.col` for every column an update may change.
+fn update_all_columns() -> String {
+    COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|column| !FIXED_ON_UPDATE.contains(column))
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SQLite: rows of tenant `?1` and type `?2` whose value key is in the JSON array `?3`.
+pub static SQLITE_SELECT_BY_VALUES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM indicators WHERE tenant_id = ?1 AND indicator_type = ?2 \
+         AND value_key IN (SELECT value FROM json_each(?3))"
+    )
+});
+
+/// SQLite: rows of tenant `?1` whose id is in the JSON array `?2`, expired or not.
+pub static SQLITE_SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM indicators WHERE tenant_id = ?1 \
+         AND id IN (SELECT value FROM json_each(?2))"
+    )
+});
+
+/// SQLite: deletes the rows of tenant `?1` whose id is in the JSON array `?2`.
+pub const SQLITE_DELETE_BY_IDS: &str =
+    "DELETE FROM indicators WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2))";
+
+/// SQLite: inserts into tenant `?1` the rows of the JSON array `?2` (each an
+/// [`indicator_json`]), rewriting whole those whose id exists already. (`WHERE true` tells
+/// SQLite's parser that `ON CONFLICT` belongs to the `INSERT`, not to a join.)
+pub static SQLITE_UPSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO indicators (tenant_id, {COLUMNS}) SELECT ?1, {} FROM json_each(?2) WHERE true \
+         ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+        json_columns(),
+        update_all_columns()
+    )
+});
+
+/// An indicator as a JSON array of its column values in [`COLUMNS`] order, as stored (times in
+/// ticks, lists and raw JSON as text, booleans as `true`/`false`, which SQLite reads as 1/0).
+pub fn indicator_json(ind: &Indicator) -> Value {
+    serde_json::json!([
+        ind.id,
+        ind.indicator_value,
+        ind.indicator_type.as_str(),
+        ind.action.as_str(),
+        ind.created_by,
+        ind.severity.as_str(),
+        ind.category,
+        ind.application,
+        ind.educate_url,
+        ind.bypass_duration_hours,
+        ind.title,
+        ind.description,
+        ind.recommended_actions,
+        to_ticks(ind.creation_time),
+        ind.expiration_time.map(to_ticks),
+        to_ticks(ind.last_update_time),
+        ind.last_updated_by,
+        list_text(&ind.rbac_group_names),
+        list_text(&ind.rbac_group_ids),
+        ind.notification_id,
+        ind.notification_body,
+        ind.version,
+        list_text(&ind.mitre_techniques),
+        ind.historical_detection,
+        raw_text(&ind.look_back_period),
+        ind.generate_alert,
+        raw_text(&ind.additional_info),
+        ind.created_by_display_name,
+        ind.external_id,
+        ind.created_by_source,
+        raw_text(&ind.certificate_info),
+        ind.value_key,
+    ])
+}
+
+/// Most rows (or `IN` values) one PostgreSQL multi-row statement carries (an upsert of this
+/// many rows binds 33 × 256 = 8,448 parameters; PostgreSQL allows 65,535).
 pub const MAX_ROWS_PER_STATEMENT: usize = 256;
 /// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
 /// connection prepares at most nine shapes of each and its statement cache keeps them all.
 const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
 
-/// Built statements of one kind, per dialect and size.
-type SizedStatements = [[std::sync::OnceLock<String>; STATEMENT_SIZES]; 2];
-
-const NO_STATEMENTS: SizedStatements =
-    [const { [const { std::sync::OnceLock::new() }; STATEMENT_SIZES] }; 2];
+type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
 
 /// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
-fn sized(
-    cache: &'static SizedStatements,
-    dialect: Dialect,
-    n: usize,
-    build: fn(Dialect, usize) -> String,
-) -> &'static str {
+fn sized(cache: &'static SizedStatements, n: usize, build: fn(usize) -> String) -> &'static str {
     debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
-    let per_dialect = match dialect {
-        Dialect::Sqlite => &cache[0],
-        Dialect::Postgres => &cache[1],
-    };
-    per_dialect[n.trailing_zeros() as usize].get_or_init(|| build(dialect, n))
+    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
 }
 
 /// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
@@ -263,78 +365,62 @@ pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// Placeholders for parameters `first..first + n`, bound in that order. SQLite gets plain `?`:
-/// sqlx looks up the name of every numbered parameter (`$7`) it binds, and SQLite finds a name
-/// by walking the statement's list of names, which makes binding a statement with thousands of
-/// `$n` quadratic. PostgreSQL needs `$n`.
-fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
+/// `$first, $first+1, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
-        .map(|i| match dialect {
-            Dialect::Sqlite => "?".to_string(),
-            Dialect::Postgres => format!("${i}"),
-        })
+        .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Rows of tenant `$1` and type `$2` whose value key is one of `$3…` (`n` of them), any action.
-pub fn select_by_values_sql(dialect: Dialect, n: usize) -> &'static str {
-    static CACHE: SizedStatements = NO_STATEMENTS;
-    sized(&CACHE, dialect, n, |dialect, n| {
+/// PostgreSQL: rows of tenant `$1` and type `$2` whose value key is one of `$3…` (`n` of them).
+pub fn select_by_values_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
         format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = {} AND indicator_type = {} \
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
              AND value_key IN ({})",
-            placeholders(dialect, 1, 1),
-            placeholders(dialect, 2, 1),
-            placeholders(dialect, 3, n)
+            placeholders(3, n)
         )
     })
 }
 
-/// Rows of tenant `$1` whose id is one of `$2…` (`n` of them), expired or not.
-pub fn select_by_ids_sql(dialect: Dialect, n: usize) -> &'static str {
-    static CACHE: SizedStatements = NO_STATEMENTS;
-    sized(&CACHE, dialect, n, |dialect, n| {
+/// PostgreSQL: rows of tenant `$1` whose id is one of `$2…` (`n` of them), expired or not.
+pub fn select_by_ids_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
         format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = {} AND id IN ({})",
-            placeholders(dialect, 1, 1),
-            placeholders(dialect, 2, n)
+            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id IN ({})",
+            placeholders(2, n)
         )
     })
 }
 
-/// Deletes the rows of tenant `$1` whose id is one of `$2…` (`n` of them).
-pub fn delete_by_ids_sql(dialect: Dialect, n: usize) -> &'static str {
-    static CACHE: SizedStatements = NO_STATEMENTS;
-    sized(&CACHE, dialect, n, |dialect, n| {
+/// PostgreSQL: deletes the rows of tenant `$1` whose id is one of `$2…` (`n` of them).
+pub fn delete_by_ids_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
         format!(
-            "DELETE FROM indicators WHERE tenant_id = {} AND id IN ({})",
-            placeholders(dialect, 1, 1),
-            placeholders(dialect, 2, n)
+            "DELETE FROM indicators WHERE tenant_id = $1 AND id IN ({})",
+            placeholders(2, n)
         )
     })
 }
 
-/// Inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row whose
-/// (tenant, id) exists already: creates and updates of a batch in one statement.
-pub fn upsert_sql(dialect: Dialect, n: usize) -> &'static str {
-    static CACHE: SizedStatements = NO_STATEMENTS;
-    sized(&CACHE, dialect, n, |dialect, n| {
+/// PostgreSQL: inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row
+/// whose (tenant, id) exists already: creates and updates of a batch in one statement.
+pub fn upsert_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
         let per_row = COLUMNS.split(',').count() + 1;
         let rows: Vec<String> = (0..n)
-            .map(|row| format!("({})", placeholders(dialect, row * per_row + 1, per_row)))
-            .collect();
-        let set: Vec<String> = COLUMNS
-            .split(',')
-            .map(str::trim)
-            .filter(|column| *column != "id")
-            .map(|column| format!("{column} = excluded.{column}"))
+            .map(|row| format!("({})", placeholders(row * per_row + 1, per_row)))
             .collect();
         format!(
             "INSERT INTO indicators (tenant_id, {COLUMNS}) VALUES {} \
              ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
             rows.join(", "),
-            set.join(", ")
+            update_all_columns()
         )
     })
 }
@@ -364,14 +450,33 @@ mod tests {
 
     #[test]
     fn upsert_binds_as_many_parameters_as_insert() {
-        let one = upsert_sql(Dialect::Postgres, 1);
-        assert!(one.contains("($1, $2,") && one.ends_with("value_key = excluded.value_key"));
+        let one = upsert_sql(1);
+        assert!(one.contains("($1, $2,") && one.ends_with("external_id = excluded.external_id"));
         assert!(one.contains("$33)") && !one.contains("$34"));
-        let two = upsert_sql(Dialect::Postgres, 2);
+        assert!(!one.contains("value_key = excluded") && one.contains("title = excluded.title"));
+        let two = upsert_sql(2);
         assert!(two.contains("($34, $35,") && two.contains("$66)") && !two.contains("$67"));
         assert!(!one.contains(" id = excluded.id"));
-        let sqlite = upsert_sql(Dialect::Sqlite, 2);
-        assert_eq!(sqlite.matches('?').count(), 66);
-        assert!(!sqlite.contains('$'));
+    }
+
+    #[test]
+    fn the_json_row_has_a_value_for_every_column() {
+        let columns = COLUMNS.split(',').count();
+        assert!(SQLITE_UPSERT.contains(&format!("value ->> {}", columns - 1)));
+        assert!(!SQLITE_UPSERT.contains(&format!("value ->> {columns}")));
+        let sub = iocd_domain::parse_submission(&serde_json::json!({
+            "indicatorValue": "a.example.com", "indicatorType": "DomainName",
+            "action": "Alert", "title": "t", "description": "d"
+        }))
+        .unwrap();
+        let actor = iocd_domain::Actor {
+            id: "app".into(),
+            display_name: "App".into(),
+        };
+        let ind = Indicator::create(7, &sub, &actor, iocd_domain::time::now());
+        let row = indicator_json(&ind);
+        assert_eq!(row.as_array().unwrap().len(), columns);
+        assert_eq!(row[0], 7);
+        assert_eq!(row[columns - 1], "a.example.com");
     }
 }
