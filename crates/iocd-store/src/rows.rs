@@ -334,7 +334,7 @@ pub fn indicator_json(ind: &Indicator) -> Value {
     ])
 }
 
-/// Most rows (or `IN` values) one PostgreSQL multi-row statement carries (an upsert of this
+/// Most rows one PostgreSQL multi-row upsert carries (an upsert of this
 /// many rows binds 33 × 256 = 8,448 parameters; PostgreSQL allows 65,535).
 pub const MAX_ROWS_PER_STATEMENT: usize = 256;
 /// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
@@ -373,39 +373,21 @@ fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// PostgreSQL: rows of tenant `$1` and type `$2` whose value key is one of `$3…` (`n` of them).
-pub fn select_by_values_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
-        format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
-             AND value_key IN ({})",
-            placeholders(3, n)
-        )
-    })
-}
+/// PostgreSQL: rows of tenant `$1` and type `$2` whose value key is in the array `$3`.
+pub static PG_SELECT_BY_VALUES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
+         AND value_key = ANY($3)"
+    )
+});
 
-/// PostgreSQL: rows of tenant `$1` whose id is one of `$2…` (`n` of them), expired or not.
-pub fn select_by_ids_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
-        format!(
-            "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id IN ({})",
-            placeholders(2, n)
-        )
-    })
-}
+/// PostgreSQL: rows of tenant `$1` whose id is in the array `$2`, expired or not.
+pub static PG_SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id = ANY($2)")
+});
 
-/// PostgreSQL: deletes the rows of tenant `$1` whose id is one of `$2…` (`n` of them).
-pub fn delete_by_ids_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
-    sized(&CACHE, n, |n| {
-        format!(
-            "DELETE FROM indicators WHERE tenant_id = $1 AND id IN ({})",
-            placeholders(2, n)
-        )
-    })
-}
+/// PostgreSQL: deletes the rows of tenant `$1` whose id is in the array `$2`.
+pub const PG_DELETE_BY_IDS: &str = "DELETE FROM indicators WHERE tenant_id = $1 AND id = ANY($2)";
 
 /// PostgreSQL: inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row
 /// whose (tenant, id) exists already: creates and updates of a batch in one statement.
