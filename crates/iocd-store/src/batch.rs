@@ -38,8 +38,50 @@ pub(crate) enum Command<'a> {
     },
 }
 
+/// A write as queued: the data a [`Command`] borrows.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Submit {
+        scope: Scope,
+        actor: Actor,
+        items: Vec<Submission>,
+        limits: WriteLimits,
+        now: Timestamp,
+    },
+    Delete {
+        scope: Scope,
+        ids: Vec<i64>,
+        now: Timestamp,
+    },
+}
+
+impl Work {
+    pub(crate) fn command(&self) -> Command<'_> {
+        match self {
+            Work::Submit {
+                scope,
+                actor,
+                items,
+                limits,
+                now,
+            } => Command::Submit {
+                scope,
+                actor,
+                items,
+                limits: *limits,
+                now: *now,
+            },
+            Work::Delete { scope, ids, now } => Command::Delete {
+                scope,
+                ids,
+                now: *now,
+            },
+        }
+    }
+}
+
 impl Command<'_> {
-    fn tenant(&self) -> &str {
+    pub(crate) fn tenant(&self) -> &str {
         match self {
             Command::Submit { scope, .. } | Command::Delete { scope, .. } => &scope.tenant_id,
         }
@@ -471,47 +513,6 @@ mod tests {
         }
     }
 
-    /// A command with its data, for [`Command`] to borrow.
-    enum Owned {
-        Submit {
-            scope: Scope,
-            actor: Actor,
-            items: Vec<Submission>,
-            limits: WriteLimits,
-            now: Timestamp,
-        },
-        Delete {
-            scope: Scope,
-            ids: Vec<i64>,
-            now: Timestamp,
-        },
-    }
-
-    impl Owned {
-        fn command(&self) -> Command<'_> {
-            match self {
-                Owned::Submit {
-                    scope,
-                    actor,
-                    items,
-                    limits,
-                    now,
-                } => Command::Submit {
-                    scope,
-                    actor,
-                    items,
-                    limits: *limits,
-                    now: *now,
-                },
-                Owned::Delete { scope, ids, now } => Command::Delete {
-                    scope,
-                    ids,
-                    now: *now,
-                },
-            }
-        }
-    }
-
     fn random_submission(rng: &mut Rng, now: Timestamp) -> Submission {
         let n = rng.below(12);
         let (indicator_type, value) = if rng.chance(50) {
@@ -540,7 +541,7 @@ mod tests {
         iocd_domain::parse_submission(&body).expect("a valid submission")
     }
 
-    fn random_batch(rng: &mut Rng, now: Timestamp, limits: WriteLimits) -> Vec<Owned> {
+    fn random_batch(rng: &mut Rng, now: Timestamp, limits: WriteLimits) -> Vec<Work> {
         (0..1 + rng.below(8))
             .map(|_| {
                 let tenant = if rng.chance(70) { "t1" } else { "t2" };
@@ -553,9 +554,9 @@ mod tests {
                     let ids = (0..1 + rng.below(3))
                         .map(|_| 1 + rng.below(40) as i64)
                         .collect();
-                    Owned::Delete { scope, ids, now }
+                    Work::Delete { scope, ids, now }
                 } else {
-                    Owned::Submit {
+                    Work::Submit {
                         scope,
                         actor: Actor {
                             id: app.to_string(),
@@ -606,7 +607,7 @@ mod tests {
             // fast path at the batch's earliest, which differ only if a row expires in between.
             let now = start + Duration::minutes(5 * step);
             let owned = random_batch(&mut rng, now, limits);
-            let commands: Vec<Command> = owned.iter().map(Owned::command).collect();
+            let commands: Vec<Command> = owned.iter().map(Work::command).collect();
             let mut tenants: Vec<String> =
                 commands.iter().map(|c| c.tenant().to_string()).collect();
             tenants.sort_unstable();

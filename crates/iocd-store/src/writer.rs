@@ -10,7 +10,7 @@ use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Submission};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{self, Command};
+use crate::batch::{self, Command, Work};
 use crate::protocol::{run_one_by_one, Outcome, WriteConnection};
 use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
 
@@ -18,85 +18,32 @@ use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
 const MAX_COMMANDS_PER_COMMIT: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
 
-enum WriteCommand {
-    Submit {
-        scope: Scope,
-        actor: Actor,
-        items: Vec<Submission>,
-        limits: WriteLimits,
-        now: Timestamp,
-        reply: oneshot::Sender<Result<Vec<ItemResult>, StoreError>>,
-    },
-    Delete {
-        scope: Scope,
-        ids: Vec<i64>,
-        now: Timestamp,
-        reply: oneshot::Sender<Result<DeleteOutcome, StoreError>>,
-    },
+/// A queued write and where its caller waits for the answer.
+struct WriteCommand {
+    work: Work,
+    reply: ReplyTo,
 }
 
-impl WriteCommand {
-    fn as_command(&self) -> Command<'_> {
-        match self {
-            WriteCommand::Submit {
-                scope,
-                actor,
-                items,
-                limits,
-                now,
-                ..
-            } => Command::Submit {
-                scope,
-                actor,
-                items,
-                limits: *limits,
-                now: *now,
-            },
-            WriteCommand::Delete {
-                scope, ids, now, ..
-            } => Command::Delete {
-                scope,
-                ids,
-                now: *now,
-            },
+enum ReplyTo {
+    Submit(oneshot::Sender<Result<Vec<ItemResult>, StoreError>>),
+    Delete(oneshot::Sender<Result<DeleteOutcome, StoreError>>),
+}
+
+impl ReplyTo {
+    /// Answers with the command's outcome, once the transaction it ran in has committed. A
+    /// caller that went away (client disconnected) no longer needs its answer.
+    fn send(self, outcome: Outcome) {
+        match (self, outcome) {
+            (ReplyTo::Submit(tx), Outcome::Submit(r)) => drop(tx.send(r)),
+            (ReplyTo::Delete(tx), Outcome::Delete(r)) => drop(tx.send(r)),
+            (reply, _) => reply.fail(StoreError::WriterGone),
         }
     }
 
-    fn tenant(&self) -> &str {
+    fn fail(self, error: StoreError) {
         match self {
-            WriteCommand::Submit { scope, .. } | WriteCommand::Delete { scope, .. } => {
-                &scope.tenant_id
-            }
-        }
-    }
-}
-
-/// A command's result, held until the transaction it ran in has committed.
-enum Reply {
-    Submit(
-        oneshot::Sender<Result<Vec<ItemResult>, StoreError>>,
-        Result<Vec<ItemResult>, StoreError>,
-    ),
-    Delete(
-        oneshot::Sender<Result<DeleteOutcome, StoreError>>,
-        Result<DeleteOutcome, StoreError>,
-    ),
-}
-
-impl Reply {
-    fn send(self) {
-        // A caller that went away (client disconnected) no longer needs its answer.
-        match self {
-            Reply::Submit(tx, r) => drop(tx.send(r)),
-            Reply::Delete(tx, r) => drop(tx.send(r)),
-        }
-    }
-
-    fn fail(self, why: &str) {
-        let err = || StoreError::CommitFailed(why.to_string());
-        match self {
-            Reply::Submit(tx, _) => drop(tx.send(Err(err()))),
-            Reply::Delete(tx, _) => drop(tx.send(Err(err()))),
+            ReplyTo::Submit(tx) => drop(tx.send(Err(error))),
+            ReplyTo::Delete(tx) => drop(tx.send(Err(error))),
         }
     }
 }
@@ -122,13 +69,15 @@ impl Writer {
         now: Timestamp,
     ) -> Result<Vec<ItemResult>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = WriteCommand::Submit {
-            scope: scope.clone(),
-            actor: actor.clone(),
-            items,
-            limits,
-            now,
-            reply,
+        let cmd = WriteCommand {
+            work: Work::Submit {
+                scope: scope.clone(),
+                actor: actor.clone(),
+                items,
+                limits,
+                now,
+            },
+            reply: ReplyTo::Submit(reply),
         };
         self.queue
             .send(cmd)
@@ -144,11 +93,13 @@ impl Writer {
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = WriteCommand::Delete {
-            scope: scope.clone(),
-            ids: ids.to_vec(),
-            now,
-            reply,
+        let cmd = WriteCommand {
+            work: Work::Delete {
+                scope: scope.clone(),
+                ids: ids.to_vec(),
+                now,
+            },
+            reply: ReplyTo::Delete(reply),
         };
         self.queue
             .send(cmd)
@@ -172,10 +123,12 @@ async fn run<C: WriteConnection>(mut conn: C, mut queue: mpsc::Receiver<WriteCom
 }
 
 async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
-    let mut tenants: Vec<String> = batch.iter().map(|c| c.tenant().to_string()).collect();
+    let (work, replies): (Vec<Work>, Vec<ReplyTo>) =
+        batch.into_iter().map(|cmd| (cmd.work, cmd.reply)).unzip();
+    let commands: Vec<Command> = work.iter().map(Work::command).collect();
+    let mut tenants: Vec<String> = commands.iter().map(|c| c.tenant().to_string()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let commands: Vec<Command> = batch.iter().map(WriteCommand::as_command).collect();
     let outcomes = match run_batched(conn, &tenants, &commands).await {
         Some(outcomes) => outcomes,
         None => {
@@ -186,24 +139,29 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
             match run_one_by_one(conn, &tenants, &commands).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
-                    drop(commands);
-                    return fail_all(batch, &e);
+                    tracing::error!(error = %e, "could not start a write transaction");
+                    let why = e.to_string();
+                    for reply in replies {
+                        reply.fail(StoreError::CommitFailed(why.clone()));
+                    }
+                    return;
                 }
             }
         }
     };
-    drop(commands);
-    let replies: Vec<Reply> = batch
-        .into_iter()
-        .zip(outcomes)
-        .map(|(cmd, outcome)| outcome.into_reply(cmd))
-        .collect();
     match conn.commit().await {
-        Ok(()) => replies.into_iter().for_each(Reply::send),
+        Ok(()) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                reply.send(outcome);
+            }
+        }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
             let _ = conn.execute("ROLLBACK").await;
-            replies.into_iter().for_each(|r| r.fail(&e.to_string()));
+            let why = e.to_string();
+            for reply in replies {
+                reply.fail(StoreError::CommitFailed(why.clone()));
+            }
         }
     }
 }
@@ -224,29 +182,5 @@ async fn run_batched<C: WriteConnection>(
             tracing::warn!(error = %e, "a batched write failed; retrying its commands one by one");
             None
         }
-    }
-}
-
-fn fail_all(batch: Vec<WriteCommand>, e: &sqlx::Error) {
-    tracing::error!(error = %e, "could not start a write transaction");
-    for cmd in batch {
-        unanswered(cmd).fail(&e.to_string());
-    }
-}
-
-impl Outcome {
-    fn into_reply(self, cmd: WriteCommand) -> Reply {
-        match (cmd, self) {
-            (WriteCommand::Submit { reply, .. }, Outcome::Submit(r)) => Reply::Submit(reply, r),
-            (WriteCommand::Delete { reply, .. }, Outcome::Delete(r)) => Reply::Delete(reply, r),
-            (cmd, _) => unanswered(cmd),
-        }
-    }
-}
-
-fn unanswered(cmd: WriteCommand) -> Reply {
-    match cmd {
-        WriteCommand::Submit { reply, .. } => Reply::Submit(reply, Err(StoreError::WriterGone)),
-        WriteCommand::Delete { reply, .. } => Reply::Delete(reply, Err(StoreError::WriterGone)),
     }
 }
