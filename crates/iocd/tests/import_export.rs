@@ -27,6 +27,11 @@ impl Drop for Server {
 }
 
 fn start_server() -> Server {
+    start_server_limited(None)
+}
+
+/// A server with the given `IOCD_RATE_LIMIT` spec, or with rate limits off.
+fn start_server_limited(rate_limit: Option<&str>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -35,11 +40,16 @@ fn start_server() -> Server {
         .port();
     let database = format!("sqlite://{}", dir.path().join("iocd.db").display());
     let app = register_app(&database);
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database", &database])
-        .env("IOCD_MAX_ACTIVE_INDICATORS", "0")
-        .env("IOCD_RATE_LIMITS", "off")
+        .env("IOCD_MAX_ACTIVE_INDICATORS", "0");
+    match rate_limit {
+        Some(spec) => command.env("IOCD_RATE_LIMIT", spec),
+        None => command.env("IOCD_RATE_LIMITS", "off"),
+    };
+    let child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -167,6 +177,30 @@ fn csv_of_500_rows_with_bad_rows_reports_each_by_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// One import call per two seconds: 1,100 rows take three calls, so `iocd import` meets 429
+/// with `Retry-After` twice. It must wait as told and land every row (without waiting it would
+/// fail the second batch), and an export, another endpoint family, is not held up by it.
+#[test]
+fn import_waits_out_the_rate_limit() {
+    let server = start_server_limited(Some("import=1/2s"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("IndicatorType,IndicatorValue,Action,Title,Description\n");
+    for n in 0..1_100 {
+        csv.push_str(&format!("DomainName,throttled{n}.example,Block,t,d\n"));
+    }
+    let file = dir.path().join("many.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = import(&server, &file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("imported 1100, failed 0"), "{stdout}");
+    assert_eq!(list(&server).len(), 1_100);
 }
 
 #[test]
