@@ -1,16 +1,18 @@
-//! The fast path of group commit: a whole batch of queued commands as a handful of statements.
+//! How a group commit's commands turn into statements, applying the domain's upsert rules, the
+//! quota and the ownership checks.
 //!
-//! Run one at a time (the slow path in [`crate::protocol`]), every submitted item costs a key
-//! lookup and an insert or update: statements that on SQLite are each a hand-off to sqlx's
-//! database thread, and on PostgreSQL each a network round trip. Here a batch instead reads
-//! every row it may touch up front (one `IN (…)` query per tenant and indicator type, one per
-//! tenant for the ids that deletes name), runs all its commands in memory with the domain's
-//! upsert rules, and writes the outcome back with one `DELETE` and a few multi-row upserts: a
-//! batch of 64 single creates is about 6 statements instead of about 130.
+//! Item by item, every submitted item would cost a key lookup and an insert or update:
+//! statements that on SQLite are each a hand-off to sqlx's database thread, and on PostgreSQL
+//! each a network round trip. A batch instead reads every row it may touch up front (one query
+//! per tenant and indicator type for the submitted keys, one per tenant for the ids that deletes
+//! name), runs all its commands in memory, in order, and writes the outcome back with one
+//! `DELETE` and one upsert per tenant: a batch of 64 single creates is about 6 statements instead
+//! of about 130.
 //!
-//! The answers are those the slow path gives for the same commands in the same order. Where
-//! the batch meets something out of the ordinary (a database error, a stored row that does not
-//! decode), the writer rolls it back and runs it on the slow path, which isolates each command.
+//! Where a batch meets something out of the ordinary (a database error, a stored row that does
+//! not decode), the writer rolls it back and runs it again with [`run_one_at_a_time`]: each
+//! command as a batch of its own, in a savepoint, so only the commands that meet the problem
+//! fail.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -142,6 +144,50 @@ pub(crate) async fn run<C: WriteConnection>(
         conn.set_last_id(tenant, *last).await?;
     }
     Ok(Some(plan.outcomes))
+}
+
+/// The fallback: opens the batch's transaction and runs every command in it, in order, each as
+/// a batch of one inside a savepoint of its own, so a database error undoes only the command
+/// that met it. Leaves the transaction open.
+pub(crate) async fn run_one_at_a_time<C: WriteConnection>(
+    conn: &mut C,
+    tenants: &[String],
+    commands: &[Command<'_>],
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    conn.begin(tenants).await?;
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for command in commands {
+        outcomes.push(run_in_savepoint(conn, command).await);
+    }
+    Ok(outcomes)
+}
+
+async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, command: &Command<'_>) -> Outcome {
+    let ran = match conn.execute("SAVEPOINT command").await {
+        Ok(()) => run(conn, std::slice::from_ref(command)).await,
+        Err(e) => Err(e.into()),
+    };
+    let outcome = match ran {
+        Ok(Some(mut outcomes)) if outcomes.len() == 1 => outcomes.pop(),
+        Ok(_) => None,
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK TO SAVEPOINT command").await;
+            Some(match command {
+                Command::Submit { .. } => Outcome::Submit(Err(e)),
+                Command::Delete { .. } => Outcome::Delete(Err(e)),
+            })
+        }
+    };
+    let _ = conn.execute("RELEASE SAVEPOINT command").await;
+    // A batch of one always has the reads its plan needs; should that ever fail, the command
+    // fails rather than guess.
+    outcome.unwrap_or_else(|| {
+        let error = StoreError::CommitFailed("the command could not be planned".to_string());
+        match command {
+            Command::Submit { .. } => Outcome::Submit(Err(error)),
+            Command::Delete { .. } => Outcome::Delete(Err(error)),
+        }
+    })
 }
 
 /// What a batch reads before it runs its commands in memory.
@@ -373,7 +419,9 @@ fn plan(commands: &[Command], snapshot: Snapshot) -> Option<Plan> {
 }
 
 impl Working {
-    /// The upsert rules of [`crate::protocol::submit_items`], item by item, in memory.
+    /// The upsert rules, item by item: an active indicator with the key is updated (if the
+    /// scope may change it), an expired one is replaced, otherwise one is created (within the
+    /// quota).
     fn submit(
         &mut self,
         scope: &Scope,
@@ -442,7 +490,7 @@ impl Working {
         Some(results)
     }
 
-    /// [`crate::protocol::delete_ids`] in memory: all of `ids`, or none if one is not visible.
+    /// Deletes all of `ids`, or none if one is not an active indicator visible to the scope.
     fn delete(&mut self, scope: &Scope, ids: &[i64], now: Timestamp) -> DeleteOutcome {
         let tenant = &scope.tenant_id;
         let mut unique = ids.to_vec();
@@ -481,8 +529,9 @@ impl Working {
 
 #[cfg(test)]
 mod tests {
-    //! The fast path against the slow path: the same random commands, batched the same way,
-    //! on two SQLite databases; every answer and the final tables must be identical.
+    //! Batched against one at a time: the same random commands, on two SQLite databases, run as
+    //! whole batches on one and one command per batch on the other; every answer and the final
+    //! tables must be identical.
 
     use std::str::FromStr;
 
@@ -492,7 +541,6 @@ mod tests {
     use sqlx::{ConnectOptions, SqliteConnection};
 
     use super::*;
-    use crate::protocol::run_one_by_one;
     use crate::rows::{IndicatorRow, COLUMNS};
     use crate::sqlite::SqliteWriter;
     use crate::SqliteStore;
@@ -603,8 +651,8 @@ mod tests {
         let start = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
         let (mut created, mut updated, mut refused, mut deleted) = (0, 0, 0, 0);
         for step in 0..80 {
-            // One time per batch: the slow path counts the quota at each command's time, the
-            // fast path at the batch's earliest, which differ only if a row expires in between.
+            // One time per batch: one command at a time counts the quota at each command's time,
+            // a batch at its earliest, which differ only if a row expires in between.
             let now = start + Duration::minutes(5 * step);
             let owned = random_batch(&mut rng, now, limits);
             let commands: Vec<Command> = owned.iter().map(Work::command).collect();
@@ -616,7 +664,7 @@ mod tests {
             fast.begin(&tenants).await.unwrap();
             let fast_outcomes = run(&mut fast, &commands).await.unwrap().expect("fast path");
             fast.commit().await.unwrap();
-            let slow_outcomes = run_one_by_one(&mut slow, &tenants, &commands)
+            let slow_outcomes = run_one_at_a_time(&mut slow, &tenants, &commands)
                 .await
                 .unwrap();
             slow.commit().await.unwrap();
@@ -659,6 +707,64 @@ mod tests {
             )
             .await;
         }
+    }
+
+    /// A stored row that does not decode fails the batch; run again one command at a time, only
+    /// the command that touches the row fails, and its batch-mate (queued together with it,
+    /// so usually in the same batch) still lands.
+    #[tokio::test]
+    async fn a_command_that_meets_a_corrupt_row_fails_alone() {
+        use crate::IndicatorStore;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("corrupt.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let scope = Scope::tenant_wide("t1");
+        let actor = Actor {
+            id: "app".into(),
+            display_name: "App".into(),
+        };
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let submission = |value: &str| {
+            iocd_domain::parse_submission(&json!({
+                "indicatorValue": value, "indicatorType": "DomainName",
+                "action": "Alert", "title": "t", "description": "d"
+            }))
+            .unwrap()
+        };
+        let limits = WriteLimits::default();
+        store
+            .submit(&scope, &actor, vec![submission("bad.example")], limits, now)
+            .await
+            .unwrap();
+        let mut conn = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE indicators SET rbac_group_names = 'not json'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (touching, other) = tokio::join!(
+            store.submit(&scope, &actor, vec![submission("bad.example")], limits, now),
+            store.submit(
+                &scope,
+                &actor,
+                vec![submission("good.example")],
+                limits,
+                now
+            ),
+        );
+        assert!(
+            matches!(touching, Err(StoreError::Corrupt(_))),
+            "{touching:?}"
+        );
+        let other = other.unwrap();
+        assert!(
+            matches!(other[..], [Ok(ItemOutcome::Created(_))]),
+            "{other:?}"
+        );
+        assert_eq!(store.count_active("t1", now).await.unwrap(), 2);
     }
 
     #[tokio::test]

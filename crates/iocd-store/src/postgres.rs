@@ -30,7 +30,6 @@ pub struct PostgresStore {
 struct PgWriter {
     conn: PgConnection,
     options: PgConnectOptions,
-    ids: crate::protocol::IdCounters,
 }
 
 impl_identity_store!(PostgresStore);
@@ -163,7 +162,6 @@ impl PostgresStore {
             writer: Writer::spawn(PgWriter {
                 conn,
                 options: writer_options,
-                ids: Default::default(),
             }),
         })
     }

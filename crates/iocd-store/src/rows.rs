@@ -1,5 +1,6 @@
-//! The mapping between [`Indicator`] and table rows, shared by both databases (their SQL
-//! below uses `$n` placeholders, which SQLite and PostgreSQL both accept).
+//! The mapping between [`Indicator`] and table rows, and the SQL of both databases: shared
+//! statements use `$n` placeholders, which SQLite and PostgreSQL both accept; the batched
+//! statements of each database follow further down.
 
 use iocd_domain::time::{from_ticks, to_ticks};
 use iocd_domain::{Action, Indicator, IndicatorType, Severity};
@@ -15,25 +16,6 @@ pub const COLUMNS: &str = "id, indicator_value, indicator_type, action, created_
     notification_id, notification_body, version, mitre_techniques, historical_detection, look_back_period, \
     generate_alert, additional_info, created_by_display_name, external_id, created_by_source, \
     certificate_info, value_key";
-
-/// `$1` is the tenant id; `$2..$33` follow [`COLUMNS`].
-pub const INSERT: &str = "INSERT INTO indicators (tenant_id, id, indicator_value, indicator_type, action, \
-    created_by, severity, category, application, educate_url, bypass_duration_hours, title, description, \
-    recommended_actions, creation_time, expiration_time, last_update_time, last_updated_by, rbac_group_names, \
-    rbac_group_ids, notification_id, notification_body, version, mitre_techniques, historical_detection, \
-    look_back_period, generate_alert, additional_info, created_by_display_name, external_id, created_by_source, \
-    certificate_info, value_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
-
-/// Same bind order as [`INSERT`]; rewrites every column of the row identified by `$1`, `$2`.
-pub const UPDATE: &str = "UPDATE indicators SET indicator_value = $3, indicator_type = $4, action = $5, \
-    created_by = $6, severity = $7, category = $8, application = $9, educate_url = $10, \
-    bypass_duration_hours = $11, title = $12, description = $13, recommended_actions = $14, creation_time = $15, \
-    expiration_time = $16, last_update_time = $17, last_updated_by = $18, rbac_group_names = $19, \
-    rbac_group_ids = $20, notification_id = $21, notification_body = $22, version = $23, mitre_techniques = $24, \
-    historical_detection = $25, look_back_period = $26, generate_alert = $27, additional_info = $28, \
-    created_by_display_name = $29, external_id = $30, created_by_source = $31, certificate_info = $32, \
-    value_key = $33 WHERE tenant_id = $1 AND id = $2";
 
 #[derive(sqlx::FromRow)]
 pub struct IndicatorRow {
@@ -135,7 +117,7 @@ impl TryFrom<IndicatorRow> for Indicator {
     }
 }
 
-/// Binds a tenant id and an indicator in [`INSERT`] / [`UPDATE`] order.
+/// Binds a tenant id and then an indicator's columns in [`COLUMNS`] order.
 macro_rules! bind_indicator {
     ($query:expr, $tenant:expr, $ind:expr) => {{
         let ind: &iocd_domain::Indicator = $ind;
@@ -181,22 +163,6 @@ pub fn ticks(t: iocd_domain::time::Timestamp) -> i64 {
     to_ticks(t)
 }
 
-/// The row holding an upsert key: `$1` tenant, `$2` type, `$3` value key, `$4` action.
-pub const SELECT_BY_KEY: &str = concat!(
-    "SELECT id, indicator_value, indicator_type, action, created_by, severity, category, ",
-    "application, educate_url, bypass_duration_hours, title, description, recommended_actions, ",
-    "creation_time, expiration_time, last_update_time, last_updated_by, rbac_group_names, rbac_group_ids, ",
-    "notification_id, notification_body, version, mitre_techniques, historical_detection, look_back_period, ",
-    "generate_alert, additional_info, created_by_display_name, external_id, created_by_source, ",
-    "certificate_info, value_key FROM indicators ",
-    "WHERE tenant_id = $1 AND indicator_type = $2 AND value_key = $3 AND action = $4"
-);
-
-/// Takes the tenant's next id (`$1` tenant); creates the tenant's counter on first use.
-pub const NEXT_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VALUES ($1, 1) \
-    ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = tenants.next_indicator_id + 1 \
-    RETURNING next_indicator_id";
-
 /// Sets the last id given out in tenant `$1` to `$2`, creating the tenant's counter if missing.
 pub const SET_LAST_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VALUES ($1, $2) \
     ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = excluded.next_indicator_id";
@@ -209,11 +175,6 @@ pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
 /// created by `$4` (the CAST gives PostgreSQL the parameter's type; SQLite accepts it too).
 const VISIBLE: &str = "tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \
     AND id = $3 AND (CAST($4 AS TEXT) IS NULL OR created_by = $4)";
-
-/// `$3` if it is visible (see [`VISIBLE`]).
-pub fn visible_id_sql() -> String {
-    format!("SELECT id FROM indicators WHERE {VISIBLE}")
-}
 
 /// The whole row of `$3` if it is visible (see [`VISIBLE`]).
 pub fn get_visible_sql() -> String {
@@ -253,7 +214,7 @@ const FIXED_ON_UPDATE: [&str; 11] = [
 ];
 
 /// `col = excluded.col` for every column an update may change.
-fn update_all_columns() -> String {
+fn set_changeable_columns() -> String {
     COLUMNS
         .split(',')
         .map(str::trim)
@@ -291,7 +252,7 @@ pub static SQLITE_UPSERT: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO indicators (tenant_id, {COLUMNS}) SELECT ?1, {} FROM json_each(?2) WHERE true \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
         json_columns(),
-        update_all_columns()
+        set_changeable_columns()
     )
 });
 
@@ -389,7 +350,7 @@ pub static PG_SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
 /// PostgreSQL: deletes the rows of tenant `$1` whose id is in the array `$2`.
 pub const PG_DELETE_BY_IDS: &str = "DELETE FROM indicators WHERE tenant_id = $1 AND id = ANY($2)";
 
-/// PostgreSQL: inserts `n` rows, each bound as [`INSERT`] binds one, rewriting whole any row
+/// PostgreSQL: inserts `n` rows, each bound by [`bind_indicator`], rewriting whole any row
 /// whose (tenant, id) exists already: creates and updates of a batch in one statement.
 pub fn upsert_sql(n: usize) -> &'static str {
     static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
@@ -402,7 +363,7 @@ pub fn upsert_sql(n: usize) -> &'static str {
             "INSERT INTO indicators (tenant_id, {COLUMNS}) VALUES {} \
              ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
             rows.join(", "),
-            update_all_columns()
+            set_changeable_columns()
         )
     })
 }

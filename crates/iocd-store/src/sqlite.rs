@@ -30,15 +30,11 @@ pub struct SqliteStore {
 
 pub(crate) struct SqliteWriter {
     conn: SqliteConnection,
-    ids: crate::protocol::IdCounters,
 }
 
 impl SqliteWriter {
     pub(crate) fn new(conn: SqliteConnection) -> Self {
-        SqliteWriter {
-            conn,
-            ids: Default::default(),
-        }
+        SqliteWriter { conn }
     }
 }
 

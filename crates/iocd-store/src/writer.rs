@@ -10,8 +10,8 @@ use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Submission};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::batch::{self, Command, Work};
-use crate::protocol::{run_one_by_one, Outcome, WriteConnection};
+use crate::batch::{self, run_one_at_a_time, Command, Work};
+use crate::protocol::{Outcome, WriteConnection};
 use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
 
 /// Most commands folded into one transaction; bounds the latency one commit adds.
@@ -136,7 +136,7 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
             // again one command at a time, each in a savepoint, so that only the commands that
             // meet the problem fail and their batch-mates still land.
             let _ = conn.execute("ROLLBACK").await;
-            match run_one_by_one(conn, &tenants, &commands).await {
+            match run_one_at_a_time(conn, &tenants, &commands).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
                     tracing::error!(error = %e, "could not start a write transaction");
