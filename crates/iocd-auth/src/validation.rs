@@ -327,10 +327,9 @@ impl TokenValidator {
     /// As [`Self::validate`], judging `exp` and `nbf` against `now` instead of the clock.
     pub fn validate_at(&self, token: &str, now: SystemTime) -> Result<ValidatedToken, TokenError> {
         if let Some(known) = self.verified.lookup(token) {
-            if self.still_signed_by(&known, self.current_keys(known.issuer_index)) {
-                return self
-                    .check_time(known.window, unix_seconds(now))
-                    .map(|()| known.validated);
+            let keys = self.current_keys(known.issuer_index);
+            if let Some(answer) = self.remembered_answer(known, keys, unix_seconds(now)) {
+                return answer;
             }
         }
         let unverified = self.inspect(token)?;
@@ -354,9 +353,9 @@ impl TokenValidator {
                 KeySource::Static(keys) => Some(Arc::clone(keys)),
                 KeySource::Remote(cache) => cache.keys().await.ok(),
             };
-            if self.still_signed_by(&known, keys) {
-                let now = unix_seconds(SystemTime::now());
-                return self.check_time(known.window, now).map(|()| known.validated);
+            let now = unix_seconds(SystemTime::now());
+            if let Some(answer) = self.remembered_answer(known, keys, now) {
+                return answer;
             }
         }
         let unverified = self.inspect(token)?;
@@ -541,12 +540,19 @@ impl TokenValidator {
         }
     }
 
-    /// Whether a remembered token's verification still stands: its issuer's key set is the one
-    /// it was verified with. Then only the clock needs checking again, since the signature,
-    /// issuer and audience of the same bytes cannot have changed. Clients send one token for its
-    /// whole life (about an hour), so this spares nearly every request an RSA signature check.
-    fn still_signed_by(&self, known: &RememberedToken, keys: Option<Arc<JwkSet>>) -> bool {
+    /// The answer for a remembered token, if its verification still stands: its issuer's key
+    /// set (`keys`, as the issuer has it now) is the one it was verified with. Then only the
+    /// clock needs checking again, since the signature, issuer and audience of the same bytes
+    /// cannot have changed. Clients send one token for its whole life (about an hour), so this
+    /// spares nearly every request an RSA signature check.
+    fn remembered_answer(
+        &self,
+        known: RememberedToken,
+        keys: Option<Arc<JwkSet>>,
+        now: i64,
+    ) -> Option<Result<ValidatedToken, TokenError>> {
         keys.is_some_and(|keys| Arc::ptr_eq(&keys, &known.keys))
+            .then(|| self.check_time(known.window, now).map(|()| known.validated))
     }
 
     fn check_time(&self, window: ValidityWindow, now: i64) -> Result<(), TokenError> {
