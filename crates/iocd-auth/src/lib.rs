@@ -5,6 +5,7 @@
 
 mod credentials;
 mod discovery;
+pub mod entra;
 mod jwks;
 mod signing;
 mod validation;

@@ -4,6 +4,7 @@
 //! The store applies the domain's upsert rules ([`iocd_domain::Indicator::create`] and
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
+pub mod authority;
 mod batch;
 pub mod identity;
 mod indicator_store;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
+pub use authority::{CertificateAuthorityStore, StoredCertificateAuthority};
 pub use identity::{AppInsertError, AppRegistration, IdentityStore, StoredSigningKey};
 pub use listing::{ListPage, ListRequest};
 pub use postgres::PostgresStore;
@@ -148,11 +150,13 @@ pub trait IndicatorStore: Send + Sync + 'static {
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// Both stores of one database, sharing its connections.
+/// The stores of one database, sharing its connections.
 #[derive(Clone)]
 pub struct Stores {
     pub indicators: Arc<dyn IndicatorStore>,
     pub identity: Arc<dyn IdentityStore>,
+    /// The local certificate authority behind iocd's HTTPS listener and interception.
+    pub certificate_authority: Arc<dyn CertificateAuthorityStore>,
 }
 
 /// Opens the store a database URL names, running its migrations.
@@ -160,19 +164,21 @@ pub async fn open(url: &str) -> Result<Arc<dyn IndicatorStore>, StoreError> {
     Ok(open_stores(url).await?.indicators)
 }
 
-/// Opens the indicator and identity stores of the database a URL names, running its migrations.
+/// Opens the stores of the database a URL names, running its migrations.
 pub async fn open_stores(url: &str) -> Result<Stores, StoreError> {
     if url.starts_with("sqlite:") {
         let store = Arc::new(SqliteStore::open(url).await?);
         Ok(Stores {
             indicators: store.clone(),
-            identity: store,
+            identity: store.clone(),
+            certificate_authority: store,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = Arc::new(PostgresStore::open(url).await?);
         Ok(Stores {
             indicators: store.clone(),
-            identity: store,
+            identity: store.clone(),
+            certificate_authority: store,
         })
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))

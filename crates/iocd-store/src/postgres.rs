@@ -13,6 +13,7 @@ use iocd_domain::time::Timestamp;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
+use crate::authority::impl_certificate_authority_store;
 use crate::identity::impl_identity_store;
 use crate::indicator_store::impl_indicator_store;
 use crate::listing::{bind_values, list_sql};
@@ -33,6 +34,7 @@ struct PgWriter {
 }
 
 impl_identity_store!(PostgresStore);
+impl_certificate_authority_store!(PostgresStore);
 
 impl_write_connection!(PgWriter, begin_locked, batched);
 

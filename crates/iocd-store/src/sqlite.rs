@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
+use crate::authority::impl_certificate_authority_store;
 use crate::identity::impl_identity_store;
 use crate::indicator_store::impl_indicator_store;
 use crate::listing::{bind_values, list_sql};
@@ -39,6 +40,7 @@ impl SqliteWriter {
 }
 
 impl_identity_store!(SqliteStore);
+impl_certificate_authority_store!(SqliteStore);
 
 impl_write_connection!(SqliteWriter, begin_immediate, batched);
 
