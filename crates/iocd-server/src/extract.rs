@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::transport::ServedOverTls;
 use crate::AppState;
 
 /// A JSON request body: `Content-Type: application/json` (parameters such as `charset`
@@ -69,8 +70,69 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
-/// The base of `@odata.context` for this request: the public URL (configured, or the scheme
-/// and host the client called) plus `/api` or `/api/v1.0`, as the client called it.
+/// The scheme and host this request should see in the URLs iocd makes up (`@odata.context`,
+/// discovery documents): the Microsoft host it called when that is one iocd intercepts (a client
+/// tunnelled to `https://api.securitycenter.microsoft.com` must see that name), else the
+/// configured public URL, else the scheme and `Host` the client called.
+pub struct RequestOrigin {
+    /// `https://login.microsoftonline.com`, `http://127.0.0.1:8080`: no trailing slash.
+    pub url: String,
+    /// The host the client called, without port.
+    pub host: String,
+}
+
+impl RequestOrigin {
+    /// Whether the client called one of Entra's login hosts.
+    pub fn is_login_host(&self) -> bool {
+        iocd_auth::entra::is_login_host(&self.host)
+    }
+
+    pub fn of(parts: &Parts, public_url: Option<&str>) -> RequestOrigin {
+        // HTTP/2 carries the host in the URI's authority instead of a Host header.
+        let authority = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or(bracketed),
+            None => authority.split(':').next().unwrap_or(authority),
+        }
+        .to_ascii_lowercase();
+        let scheme = if parts.extensions.get::<ServedOverTls>().is_some() {
+            "https"
+        } else {
+            parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|h| h.to_str().ok())
+                .filter(|p| *p == "https" || *p == "http")
+                .unwrap_or("http")
+        };
+        let url = match public_url {
+            Some(url) if !iocd_tls::hosts::is_intercepted_host(&host) => {
+                url.trim_end_matches('/').to_string()
+            }
+            _ => format!("{scheme}://{authority}"),
+        };
+        RequestOrigin { url, host }
+    }
+}
+
+impl FromRequestParts<AppState> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RequestOrigin::of(parts, state.config.public_url.as_deref()))
+    }
+}
+
+/// The base of `@odata.context` for this request: its [`RequestOrigin`] plus `/api` or
+/// `/api/v1.0`, as the client called it.
 pub struct ODataBase(pub String);
 
 impl ODataBase {
@@ -90,23 +152,7 @@ impl FromRequestParts<AppState> for ODataBase {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let origin = match &state.config.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
-            None => {
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("localhost");
-                let scheme = parts
-                    .headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .filter(|p| *p == "https" || *p == "http")
-                    .unwrap_or("http");
-                format!("{scheme}://{host}")
-            }
-        };
+        let origin = RequestOrigin::of(parts, state.config.public_url.as_deref()).url;
         // Nested routers see the path without its prefix; the original tells which was called.
         let path = match parts.extensions.get::<OriginalUri>() {
             Some(OriginalUri(uri)) => uri.path(),

@@ -428,16 +428,26 @@ async fn load_or_create_signing_key(store: &dyn IdentityStore) -> anyhow::Result
 pub struct TokenAuthenticator {
     provider: Arc<IdentityProvider>,
     validator: TokenValidator,
+    /// The issuer templates iocd signs for: its own, and Entra's (see `new`).
+    own_issuers: Vec<String>,
 }
 
 impl TokenAuthenticator {
     pub fn new(provider: Arc<IdentityProvider>, config: &IdentityConfig) -> Self {
         let own_keys = provider.signing_key().jwk_set();
+        let mut own_issuers = vec![provider.issuer_v2_template(), provider.issuer_v1_template()];
+        // Tokens issued through an intercepted login host carry Entra's issuers, signed with
+        // iocd's key; unless the operator trusts the real Entra under that issuer.
+        for entra in [iocd_auth::entra::ENTRA_ISSUER_V2, iocd_auth::entra::ENTRA_ISSUER_V1] {
+            if !config.external_issuers.iter().any(|e| e.issuer == entra) {
+                own_issuers.push(entra.to_string());
+            }
+        }
         let mut validator = TokenValidator::new(ValidatorConfig {
-            trusted_issuers: vec![
-                TrustedIssuer::new(provider.issuer_v2_template(), own_keys.clone()),
-                TrustedIssuer::new(provider.issuer_v1_template(), own_keys),
-            ],
+            trusted_issuers: own_issuers
+                .iter()
+                .map(|issuer| TrustedIssuer::new(issuer.clone(), own_keys.clone()))
+                .collect(),
             accepted_audiences: provider.accepted_audiences().to_vec(),
             leeway_secs: config.leeway_secs,
         });
@@ -450,21 +460,14 @@ impl TokenAuthenticator {
         TokenAuthenticator {
             provider,
             validator,
+            own_issuers,
         }
     }
 
     fn is_own(&self, token: &ValidatedToken) -> bool {
-        let tenant = &token.tenant_id;
-        token.issuer
-            == self
-                .provider
-                .issuer_v2_template()
-                .replace(TENANT_ID_PLACEHOLDER, tenant)
-            || token.issuer
-                == self
-                    .provider
-                    .issuer_v1_template()
-                    .replace(TENANT_ID_PLACEHOLDER, tenant)
+        self.own_issuers.iter().any(|template| {
+            token.issuer == template.replace(TENANT_ID_PLACEHOLDER, &token.tenant_id)
+        })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod oauth;
 pub mod openapi;
 mod paths;
 pub mod ratelimit;
+pub mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use axum::{middleware, Router};
 use iocd_ratelimit::RateLimiter;
 use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -184,10 +186,13 @@ pub fn app(state: AppState) -> Router {
         )
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server: the plain listener, and optionally an HTTPS listener and
+/// the interception of Microsoft's hosts (CONNECT on the plain listener).
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    https: Option<(TcpListener, Arc<TlsConfig>)>,
+    interception: Option<Arc<TlsConfig>>,
 }
 
 impl Server {
@@ -201,13 +206,35 @@ impl Server {
         Server {
             listener,
             router: app(state),
+            https: None,
+            interception: None,
         }
+    }
+
+    /// Also serves the application over TLS on `listener`, with `certificates`.
+    pub fn with_https(mut self, listener: TcpListener, certificates: Arc<TlsConfig>) -> Server {
+        self.https = Some((listener, certificates));
+        self
+    }
+
+    /// Answers `CONNECT` for Microsoft's login and Defender API hosts on the plain listener,
+    /// terminating TLS with `certificates` (which must cover those hosts).
+    pub fn with_interception(mut self, certificates: Arc<TlsConfig>) -> Server {
+        self.interception = Some(certificates);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The HTTPS listener's address, when there is one.
+    pub fn https_local_addr(&self) -> Option<SocketAddr> {
+        self.https
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
@@ -217,13 +244,28 @@ impl Server {
     ) -> std::io::Result<()> {
         // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does;
         // the rewrite must happen before routing, so it wraps the router.
-        let service = tower::ServiceExt::map_request(self.router, paths::canonicalise);
+        let app: transport::App = tower::ServiceExt::map_request(
+            self.router,
+            paths::canonicalise as fn(Request) -> Request,
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let tls = transport::TlsServing::new(app.clone(), self.https, self.interception);
+        let plain = transport::plain_service(app, tls.interception());
+        let tls = tokio::spawn(tls.run(stopped.clone()));
+        let mut plain_stopped = stopped;
         axum::serve(
             self.listener,
-            axum::ServiceExt::<Request>::into_make_service(service),
+            axum::ServiceExt::<Request>::into_make_service(plain),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(async move {
+            let _ = plain_stopped.wait_for(|stop| *stop).await;
+        })
+        .await?;
+        tls.await.map_err(std::io::Error::other)
     }
 }
 

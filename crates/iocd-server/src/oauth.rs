@@ -6,7 +6,7 @@
 //! indicator API's envelope: a client's OAuth library reads them.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use iocd_auth::{TokenClaimsInput, TokenVersion};
 use serde_json::{json, Value};
 
 use crate::error::{PassThroughError, REQUEST_ID};
+use crate::extract::RequestOrigin;
 use crate::identity::{ClientAuthError, IdentityProvider};
 use crate::AppState;
 
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
             "/{tenant}/.well-known/openid-configuration",
             get(openid_configuration_v1),
         )
+        .route("/common/discovery/instance", get(instance_discovery))
 }
 
 /// An OAuth2 error response (RFC 6749 §5.2) with Entra's extra fields.
@@ -186,10 +188,11 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 async fn token_v2(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    origin: RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue_token(&app, &tenant, &headers, &body, TokenVersion::V2)
+    issue_token(&app, &tenant, &origin, &headers, &body, TokenVersion::V2)
         .await
         .unwrap_or_else(|e| e.into_response(&headers))
 }
@@ -197,10 +200,11 @@ async fn token_v2(
 async fn token_v1(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    origin: RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue_token(&app, &tenant, &headers, &body, TokenVersion::V1)
+    issue_token(&app, &tenant, &origin, &headers, &body, TokenVersion::V1)
         .await
         .unwrap_or_else(|e| e.into_response(&headers))
 }
@@ -268,6 +272,7 @@ fn requested_audience(
 async fn issue_token(
     app: &AppState,
     tenant: &str,
+    origin: &RequestOrigin,
     headers: &HeaderMap,
     body: &Bytes,
     version: TokenVersion,
@@ -344,10 +349,7 @@ async fn issue_token(
             ))
         }
     };
-    let issuer = match version {
-        TokenVersion::V1 => provider.issuer_v1_template(),
-        TokenVersion::V2 => provider.issuer_v2_template(),
-    };
+    let issuer = issuer_template(provider, origin, version);
     let issued = provider
         .signing_key()
         .issue(&TokenClaimsInput {
@@ -428,14 +430,15 @@ async fn jwks(
 async fn openid_configuration_v2(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    origin: RequestOrigin,
     headers: HeaderMap,
 ) -> Response {
-    let issuer = app.identity.issuer_v2_template();
     discovery_document(
         &app,
         &tenant,
         &headers,
-        &issuer,
+        &origin,
+        TokenVersion::V2,
         "oauth2/v2.0/token",
         "discovery/v2.0/keys",
     )
@@ -445,38 +448,82 @@ async fn openid_configuration_v2(
 async fn openid_configuration_v1(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    origin: RequestOrigin,
     headers: HeaderMap,
 ) -> Response {
-    let issuer = app.identity.issuer_v1_template();
     discovery_document(
         &app,
         &tenant,
         &headers,
-        &issuer,
+        &origin,
+        TokenVersion::V1,
         "oauth2/token",
         "discovery/keys",
     )
     .await
 }
 
-/// The OpenID discovery document of one tenant for one token version: its issuer (the version's
-/// template filled in) and the token and key endpoints under `{base}/{tenant}/`.
+/// The issuer template of tokens of `version` requested at `origin`: Entra's own when the
+/// client called an Entra login host (through interception), iocd's otherwise.
+fn issuer_template(
+    provider: &IdentityProvider,
+    origin: &RequestOrigin,
+    version: TokenVersion,
+) -> String {
+    match version {
+        _ if origin.is_login_host() => iocd_auth::entra::entra_issuer(version).to_string(),
+        TokenVersion::V1 => provider.issuer_v1_template(),
+        TokenVersion::V2 => provider.issuer_v2_template(),
+    }
+}
+
+/// The OpenID discovery document of one tenant for one token version: the issuer its token
+/// endpoint writes, and the token and key endpoints under the scheme and host the client called.
 async fn discovery_document(
     app: &AppState,
     tenant: &str,
     headers: &HeaderMap,
-    issuer_template: &str,
+    origin: &RequestOrigin,
+    version: TokenVersion,
     token_path: &str,
     keys_path: &str,
 ) -> Response {
     if let Err(refusal) = known_tenant(app, tenant, headers).await {
         return refusal;
     }
-    let base = app.identity.issuer_base();
+    let base = &origin.url;
+    let issuer = issuer_template(&app.identity, origin, version);
     let document: Value = iocd_auth::openid_configuration(
-        &issuer_template.replace(iocd_auth::TENANT_ID_PLACEHOLDER, tenant),
+        &issuer.replace(iocd_auth::TENANT_ID_PLACEHOLDER, tenant),
         &format!("{base}/{tenant}/{token_path}"),
         &format!("{base}/{tenant}/{keys_path}"),
     );
     Json(document).into_response()
+}
+
+/// MSAL's instance discovery (`/common/discovery/instance?authorization_endpoint=…`): where the
+/// tenant of that authorization endpoint keeps its discovery document, on the host called.
+/// MSAL also calls it after a failed token request, so a 404 here would hide the AADSTS error.
+async fn instance_discovery(
+    origin: RequestOrigin,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let endpoint = query
+        .get("authorization_endpoint")
+        .map(String::as_str)
+        .unwrap_or("");
+    let path = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    let tenant = path
+        .split('/')
+        .next()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("common");
+    let document = if path.contains("/v2.0/") || path.is_empty() {
+        format!("/{tenant}/v2.0/.well-known/openid-configuration")
+    } else {
+        format!("/{tenant}/.well-known/openid-configuration")
+    };
+    Json(iocd_auth::entra::instance_discovery(&origin.url, &document)).into_response()
 }

@@ -7,6 +7,7 @@ mod client;
 mod client_auth;
 mod export;
 mod import;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +54,12 @@ enum Command {
     Import(import::ImportArgs),
     /// Export every indicator from a running server as CSV, JSON or STIX 2.1.
     Export(export::ExportArgs),
+    /// Print the local certificate authority's certificate (PEM) for clients to trust; the CA
+    /// is created if the database has none yet.
+    Ca {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
 }
 
 #[derive(clap::Args)]
@@ -179,10 +186,12 @@ struct ServeArgs {
     /// credentials once.
     #[arg(long, env = "IOCD_DEV_APP", default_value_t = true, action = clap::ArgAction::Set)]
     dev_app: bool,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Switch {
+pub(crate) enum Switch {
     On,
     Off,
 }
@@ -204,6 +213,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stores = iocd_store::open_stores(&args.database)
         .await
         .with_context(|| format!("opening the database {}", args.database))?;
+    let tls = tls::TlsSetup::open(
+        stores.certificate_authority.as_ref(),
+        &args.tls,
+        args.public_url.as_deref(),
+    )
+    .await?;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         max_active_indicators: (args.max_active_indicators > 0)
@@ -253,7 +268,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("setting up token signing")?;
     let base = state.identity.issuer_base().to_string();
-    let server = Server::on_listener(listener, state);
+    let server = tls
+        .attach(Server::on_listener(listener, state), &args.tls)
+        .await?;
     tracing::info!(addr = %server.local_addr(), database = %args.database, issuer = %base, "iocd is serving; API at /api/indicators, tokens at /{{tenant}}/oauth2/v2.0/token, OpenAPI at /openapi.json, docs at /docs");
     if let Some(credentials) = development_app {
         print_development_app(&base, &credentials);
@@ -337,5 +354,6 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(args) => export::run(args).await,
+        Command::Ca { db } => tls::print_authority(&db.database).await,
     }
 }
