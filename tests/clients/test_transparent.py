@@ -11,7 +11,7 @@ import requests
 from azure.identity import ClientSecretCredential
 
 from conftest import DEFENDER_SCOPE
-from defender import indicator_lifecycle, refused_without_token
+from defender import claims, indicator_lifecycle, refused_without_token
 
 LOGIN = "https://login.microsoftonline.com"
 
@@ -23,6 +23,8 @@ def test_msal_confidential_client_with_a_secret(proxy_env, app):
     result = client.acquire_token_for_client(scopes=[DEFENDER_SCOPE])
     assert "access_token" in result, result
     assert result["token_type"].lower() == "bearer"
+    # Issued through Entra's login host, so it carries Entra's v2 issuer.
+    assert claims(result["access_token"])["iss"] == f"{LOGIN}/{app.tenant_id}/v2.0"
     indicator_lifecycle("https://api.securitycenter.microsoft.com", result["access_token"])
 
 
@@ -65,6 +67,7 @@ def test_requests_reaches_every_defender_host(proxy_env, app, host):
         timeout=30,
     )
     assert token.status_code == 200, token.text
+    assert claims(token.json()["access_token"])["iss"] == f"https://sts.windows.net/{app.tenant_id}/"
     refused_without_token(f"https://{host}")
     indicator_lifecycle(f"https://{host}", token.json()["access_token"])
 
@@ -116,3 +119,33 @@ def test_connect_to_another_target_gets_403_and_the_connection_closes(iocd, targ
             received += chunk
     # recv returned b"": iocd closed the connection after its answer.
     assert received.startswith(b"HTTP/1.1 403 "), received
+    body = json.loads(received.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "Forbidden"
+    assert target in body["error"]["message"]
+
+
+def test_instance_and_tenant_discovery_name_the_login_host_called(proxy_env, app):
+    instance = requests.get(
+        f"{LOGIN}/common/discovery/instance",
+        params={
+            "api-version": "1.1",
+            "authorization_endpoint": f"{LOGIN}/{app.tenant_id}/oauth2/v2.0/authorize",
+        },
+        timeout=30,
+    )
+    assert instance.status_code == 200, instance.text
+    answer = instance.json()
+    document_url = f"{LOGIN}/{app.tenant_id}/v2.0/.well-known/openid-configuration"
+    assert answer["tenant_discovery_endpoint"] == document_url
+    assert "login.windows.net" in answer["metadata"][0]["aliases"]
+    document = requests.get(document_url, timeout=30).json()
+    assert document["issuer"] == f"{LOGIN}/{app.tenant_id}/v2.0"
+    assert document["token_endpoint"] == f"{LOGIN}/{app.tenant_id}/oauth2/v2.0/token"
+    assert document["jwks_uri"] == f"{LOGIN}/{app.tenant_id}/discovery/v2.0/keys"
+    keys = requests.get(document["jwks_uri"], timeout=30).json()
+    assert keys["keys"] and keys["keys"][0]["kty"] == "RSA"
+    v1 = requests.get(
+        f"https://login.windows.net/{app.tenant_id}/.well-known/openid-configuration", timeout=30
+    ).json()
+    assert v1["issuer"] == f"https://sts.windows.net/{app.tenant_id}/"
+    assert v1["token_endpoint"] == f"https://login.windows.net/{app.tenant_id}/oauth2/token"

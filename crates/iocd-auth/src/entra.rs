@@ -22,7 +22,9 @@ pub const ENTRA_ISSUER_V1: &str = "https://sts.windows.net/{tenantid}/";
 /// host.
 pub fn is_login_host(host: &str) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host);
-    LOGIN_HOSTS.iter().any(|known| known.eq_ignore_ascii_case(host))
+    LOGIN_HOSTS
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(host))
 }
 
 /// The issuer template (with `{tenantid}`) Entra gives tokens of `version`.
@@ -88,7 +90,10 @@ mod tests {
             "https://login.microsoftonline.com/t1/v2.0/.well-known/openid-configuration"
         );
         assert_eq!(answer["metadata"].as_array().unwrap().len(), 2);
-        let own = instance_discovery("https://localhost:8443", "/t1/.well-known/openid-configuration");
+        let own = instance_discovery(
+            "https://localhost:8443",
+            "/t1/.well-known/openid-configuration",
+        );
         assert_eq!(own["metadata"][2]["aliases"][0], "localhost:8443");
     }
 }

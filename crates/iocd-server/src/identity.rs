@@ -438,7 +438,10 @@ impl TokenAuthenticator {
         let mut own_issuers = vec![provider.issuer_v2_template(), provider.issuer_v1_template()];
         // Tokens issued through an intercepted login host carry Entra's issuers, signed with
         // iocd's key; unless the operator trusts the real Entra under that issuer.
-        for entra in [iocd_auth::entra::ENTRA_ISSUER_V2, iocd_auth::entra::ENTRA_ISSUER_V1] {
+        for entra in [
+            iocd_auth::entra::ENTRA_ISSUER_V2,
+            iocd_auth::entra::ENTRA_ISSUER_V1,
+        ] {
             if !config.external_issuers.iter().any(|e| e.issuer == entra) {
                 own_issuers.push(entra.to_string());
             }

@@ -512,9 +512,9 @@ async fn instance_discovery(
         .get("authorization_endpoint")
         .map(String::as_str)
         .unwrap_or("");
-    let path = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest.split_once('/').map_or("", |(_, p)| p));
+    let path = endpoint.split_once("://").map_or(endpoint, |(_, rest)| {
+        rest.split_once('/').map_or("", |(_, p)| p)
+    });
     let tenant = path
         .split('/')
         .next()

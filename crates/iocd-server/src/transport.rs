@@ -4,7 +4,7 @@
 //! Certificates come from `iocd-tls`; no handler knows about TLS beyond [`ServedOverTls`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::error::{ErrorBody, ErrorDetail};
 
 /// The application every listener serves: the router behind the case-insensitive path rewrite.
 pub(crate) type App = tower::util::MapRequest<Router, fn(Request) -> Request>;
@@ -77,11 +77,20 @@ impl Interception {
             } else {
                 format!("iocd's interception of Microsoft's hosts is off (--intercept off); CONNECT {shown} refused.")
             };
-            let mut response = ApiError::forbidden(reason).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return response;
+            // Outside the router, so the error envelope is written here (same shape).
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    code: "Forbidden".to_string(),
+                    message: reason,
+                    target: uuid::Uuid::new_v4().to_string(),
+                },
+            };
+            return (
+                StatusCode::FORBIDDEN,
+                [(header::CONNECTION, HeaderValue::from_static("close"))],
+                axum::Json(body),
+            )
+                .into_response();
         };
         let host = authority.host().to_ascii_lowercase();
         let upgrade = hyper::upgrade::on(&mut req);
@@ -162,12 +171,6 @@ impl TlsServing {
         }
     }
 
-    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener
-            .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
-    }
-
     /// Serves until `shutdown` turns true, then lets open connections finish their requests.
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let TlsServing {
@@ -180,9 +183,14 @@ impl TlsServing {
         // Only the plain listener's interception sends tunnels from now on.
         drop(tunnels);
         let graceful = GracefulShutdown::new();
+        // The watch guard must not live across an await (it is not Send): drop it inside.
+        let stopping = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stopping);
         loop {
             let connection = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = &mut stopping => break,
                 accepted = accept(listener.as_ref()) => match accepted {
                     Ok(stream) => TlsConnection::Accepted(stream),
                     Err(e) => {
@@ -266,6 +274,7 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    // Nothing inside TLS upgrades (a CONNECT is answered only on the plain listener).
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     watcher.watch(connection.into_owned()).await
 }

@@ -30,9 +30,8 @@ impl std::fmt::Debug for StoredCertificateAuthority {
 #[async_trait]
 pub trait CertificateAuthorityStore: Send + Sync + 'static {
     /// The stored CA, if one was created.
-    async fn certificate_authority(
-        &self,
-    ) -> Result<Option<StoredCertificateAuthority>, StoreError>;
+    async fn certificate_authority(&self)
+        -> Result<Option<StoredCertificateAuthority>, StoreError>;
 
     /// Stores `candidate` as the CA unless one exists, then returns the stored CA: `candidate`
     /// if it won, otherwise the one stored first. Servers racing on one database all get the

@@ -31,7 +31,8 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,7 +46,9 @@ impl CertificateAuthority {
                 let candidate = Self::generate()?;
                 let stored = store.certificate_authority_or_insert(&candidate).await?;
                 if stored == candidate {
-                    tracing::info!("created the local certificate authority (print it with `iocd ca`)");
+                    tracing::info!(
+                        "created the local certificate authority (print it with `iocd ca`)"
+                    );
                 }
                 stored
             }
@@ -102,10 +105,8 @@ impl CertificateAuthority {
         }
         params.distinguished_name = subject;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        // ECDSA keys only sign (no key encipherment, which is RSA's key exchange).
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - CLOCK_SKEW;

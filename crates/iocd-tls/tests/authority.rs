@@ -61,7 +61,9 @@ async fn racing_openers_all_get_the_ca_stored_first() {
     assert_eq!(stored.certificate_pem, pems[0]);
 }
 
-async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<String>>) -> Vec<String> {
+async fn futures_join(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<String>>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for handle in handles.collect::<Vec<_>>() {
         out.push(handle.await.unwrap());
@@ -83,14 +85,30 @@ async fn leaves_verify_for_their_names_under_this_ca_only() {
     for name in ["localhost", "127.0.0.1", "::1", "iocd.example.test"] {
         assert!(verifies(&verifier, listener_leaf, name), "{name}");
     }
-    assert!(!verifies(&verifier, listener_leaf, "login.microsoftonline.com"));
+    assert!(!verifies(
+        &verifier,
+        listener_leaf,
+        "login.microsoftonline.com"
+    ));
     assert!(!verifies(&other_verifier, listener_leaf, "localhost"));
 
-    let login = leaves.host_certificate("LOGIN.microsoftonline.com").unwrap();
-    assert!(verifies(&verifier, &login.cert[0], "login.microsoftonline.com"));
-    assert!(!verifies(&verifier, &login.cert[0], "api.security.microsoft.com"));
+    let login = leaves
+        .host_certificate("LOGIN.microsoftonline.com")
+        .unwrap();
+    assert!(verifies(
+        &verifier,
+        &login.cert[0],
+        "login.microsoftonline.com"
+    ));
+    assert!(!verifies(
+        &verifier,
+        &login.cert[0],
+        "api.security.microsoft.com"
+    ));
     // Cached: the same certificate the second time.
-    let again = leaves.host_certificate("login.microsoftonline.com").unwrap();
+    let again = leaves
+        .host_certificate("login.microsoftonline.com")
+        .unwrap();
     assert_eq!(login.cert[0], again.cert[0]);
 }
 
@@ -103,6 +121,12 @@ async fn a_reopened_ca_signs_leaves_the_first_pem_verifies() {
     drop(first);
     let reopened = Arc::new(CertificateAuthority::open(store.as_ref()).await.unwrap());
     let leaves = LeafCertificates::new(reopened, &[]).unwrap();
-    let leaf = leaves.host_certificate("api.securitycenter.microsoft.com").unwrap();
-    assert!(verifies(&verifier, &leaf.cert[0], "api.securitycenter.microsoft.com"));
+    let leaf = leaves
+        .host_certificate("api.securitycenter.microsoft.com")
+        .unwrap();
+    assert!(verifies(
+        &verifier,
+        &leaf.cert[0],
+        "api.securitycenter.microsoft.com"
+    ));
 }

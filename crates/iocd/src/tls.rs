@@ -76,7 +76,7 @@ impl TlsSetup {
                 .with_context(|| format!("listening for HTTPS on {addr}"))?;
             let certificates: Arc<dyn rustls::server::ResolvesServerCert> =
                 match &self.own_certificate {
-                    Some(own) => Arc::new(rustls::crypto::SingleCertAndKey::from(own.clone())),
+                    Some(own) => Arc::new(rustls::sign::SingleCertAndKey::from(own.clone())),
                     None => self.leaves.clone(),
                 };
             server = server.with_https(listener, iocd_tls::server_config(certificates));
@@ -122,9 +122,15 @@ mod tests {
 
     #[test]
     fn url_host_takes_the_host_of_any_url() {
-        assert_eq!(url_host("https://iocd.example.com:8443/x").as_deref(), Some("iocd.example.com"));
+        assert_eq!(
+            url_host("https://iocd.example.com:8443/x").as_deref(),
+            Some("iocd.example.com")
+        );
         assert_eq!(url_host("http://[::1]:8080").as_deref(), Some("::1"));
-        assert_eq!(url_host("https://user@h.example").as_deref(), Some("h.example"));
+        assert_eq!(
+            url_host("https://user@h.example").as_deref(),
+            Some("h.example")
+        );
         assert_eq!(url_host("https://"), None);
     }
 }
