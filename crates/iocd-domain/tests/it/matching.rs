@@ -14,7 +14,7 @@ use iocd_domain::{Action, IndicatorType};
 use proptest::prelude::*;
 use serde_json::Value;
 
-const TABLE: &str = include_str!("data/match_table.json");
+const TABLE: &str = include_str!("../data/match_table.json");
 
 fn t0() -> Timestamp {
     parse_datetime("t", "2026-01-01T00:00:00Z").unwrap()
