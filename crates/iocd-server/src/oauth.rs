@@ -94,7 +94,7 @@ impl OAuthError {
             "error": self.error,
             "error_description": format!("AADSTS{}: {}", self.code, self.description),
             "error_codes": [self.code],
-            "timestamp": chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            "timestamp": iocd_domain::time::now().format("%Y-%m-%d %H:%M:%SZ").to_string(),
             "trace_id": trace_id,
             "correlation_id": correlation_id,
         });
@@ -374,7 +374,7 @@ async fn issue_token(
         }),
         // Entra's v1 endpoint writes its numbers as strings and adds the times and resource.
         TokenVersion::V1 => {
-            let now = chrono::Utc::now().timestamp();
+            let now = iocd_domain::time::now().timestamp();
             json!({
                 "token_type": "Bearer",
                 "expires_in": issued.expires_in.to_string(),

@@ -389,7 +389,7 @@ fn unsigned_token(header: Value, claims: Value, signature: &[u8]) -> String {
 async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     let server = TestServer::start().await;
     let key = server_key(&server).await;
-    let now = SystemTime::now();
+    let now = iocd_domain::time::system_now();
     let issue =
         |input: TokenClaimsInput, at: SystemTime| key.issue_at(&input, at).unwrap().access_token;
     let good = issue(own_claims(&server), now);
