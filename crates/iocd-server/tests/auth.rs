@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
 use iocd_auth::{SigningKey, TokenClaimsInput, TokenVersion};
-use iocd_server::identity::{ExternalIssuer, Role};
+use iocd_identity::{ExternalIssuer, Role};
 use iocd_server::ServerConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -806,7 +806,7 @@ async fn replicas_starting_together_share_one_signing_key() {
         1
     );
     // The secret is stored only as an argon2id hash.
-    let creds = iocd_server::identity::register_app(
+    let creds = iocd_identity::register_app(
         c.identity.store().as_ref(),
         "tenant-a",
         "app",
