@@ -12,9 +12,6 @@
 //! JSON body (the HTTP ceiling) and raw sqlx inserts of the same rows in 500-row transactions
 //! (the storage ceiling). See docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +24,9 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use iocd_testkit::{Iocd, IocdProcess, ScratchDatabase, TENANT};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
-use support::{authorization, ScratchDatabase, ServerProcess};
 use tokio::net::TcpStream;
 
 const IMPORT_BATCH: usize = 500;
@@ -416,7 +413,7 @@ async fn storage_baseline(database: &ScratchDatabase, rows: usize) -> anyhow::Re
                 let mut tx = conn.begin().await?;
                 for n in first..(first + IMPORT_BATCH as u64).min(rows as u64) {
                     sqlx::query(INSERT_ROW)
-                        .bind(support::TENANT)
+                        .bind(TENANT)
                         .bind(n as i64 + 1)
                         .bind(imported_value(n))
                         .bind("00000000-0000-0000-0000-0000000000de")
@@ -516,14 +513,14 @@ static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::n
 /// Imports `count` indicators numbered from `first`, `import_connections` calls at a time.
 async fn import_range(
     s: &Settings,
-    server: &ServerProcess,
+    server: &IocdProcess,
     auth: &Option<String>,
     first: u64,
     count: u64,
 ) -> anyhow::Result<LoadResult> {
     let calls = count.div_ceil(IMPORT_BATCH as u64);
     run_load(Load {
-        addr: server.addr,
+        addr: server.addr(),
         auth: auth.clone(),
         connections: s.import_connections.min(calls as usize).max(1),
         max_requests: calls,
@@ -572,7 +569,7 @@ async fn main() -> anyhow::Result<()> {
     let fresh_database = || async {
         match &s.postgres {
             Some(url) => ScratchDatabase::postgres(url).await,
-            None => ScratchDatabase::sqlite().await,
+            None => ScratchDatabase::sqlite(),
         }
     };
     let mut rows = Vec::new();
@@ -603,13 +600,22 @@ async fn main() -> anyhow::Result<()> {
         http_get_ceiling =
             Some(list_load(&s, addr, &None, s.small_store as u64, Arc::new(|_| Ok(1))).await?);
         progress(&format!("baseline: raw sqlx inserts into {backend}"));
-        let database = fresh_database().await?;
+        let database = fresh_database().await;
         storage_ceiling = Some(storage_baseline(&database, s.storage_rows).await?);
     }
 
-    let database = fresh_database().await?;
-    let server = ServerProcess::start(binary, &database.url, database.dir.path()).await?;
-    let auth = authorization(binary, &database.url, &server.base_url()).await?;
+    let database = fresh_database().await;
+    let iocd = Iocd::new(binary);
+    let server = iocd
+        .serve()
+        .database(&database.url)
+        .unthrottled()
+        .start()
+        .await;
+    let token = iocd
+        .token_for_new_app(&database.url, &server.base_url())
+        .await;
+    let auth = Some(format!("Bearer {token}"));
     let rss_empty = server.rss_bytes();
     let mut memory = vec![("empty".to_string(), rss_empty)];
     let mut stored: u64 = 0;
@@ -627,14 +633,15 @@ async fn main() -> anyhow::Result<()> {
     let mut list_small = None;
     if s.has(Part::List) {
         progress(&format!("list: filtered, {stored} stored"));
-        list_small = Some(list_load(&s, server.addr, &auth, imported, Arc::new(check_list)).await?);
+        list_small =
+            Some(list_load(&s, server.addr(), &auth, imported, Arc::new(check_list)).await?);
     }
 
     let mut creates = None;
     if s.has(Part::Creates) {
         progress("creates: single POSTs of new values");
         let result = run_load(Load {
-            addr: server.addr,
+            addr: server.addr(),
             auth: auth.clone(),
             connections: s.connections,
             max_requests: u64::MAX,
@@ -663,7 +670,7 @@ async fn main() -> anyhow::Result<()> {
         progress("updates: single POSTs of existing values");
         updates = Some(
             run_load(Load {
-                addr: server.addr,
+                addr: server.addr(),
                 auth: auth.clone(),
                 connections: s.connections,
                 max_requests: u64::MAX,
@@ -699,7 +706,7 @@ async fn main() -> anyhow::Result<()> {
         if s.has(Part::List) {
             progress(&format!("list: filtered, {stored} stored"));
             list_large =
-                Some(list_load(&s, server.addr, &auth, imported, Arc::new(check_list)).await?);
+                Some(list_load(&s, server.addr(), &auth, imported, Arc::new(check_list)).await?);
         }
     }
     memory.push(("at the end".into(), server.rss_bytes()));
