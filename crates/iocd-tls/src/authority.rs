@@ -59,7 +59,7 @@ impl CertificateAuthority {
     /// A new self-signed CA (not yet stored).
     pub fn generate() -> Result<StoredCertificateAuthority, TlsError> {
         let key = KeyPair::generate()?;
-        let now = OffsetDateTime::now_utc();
+        let now = now();
         let mut params = CertificateParams::default();
         params.distinguished_name = authority_name();
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -97,7 +97,7 @@ impl CertificateAuthority {
     /// common name), with a fresh key, ready for rustls.
     pub fn issue(&self, names: &[String]) -> Result<Arc<CertifiedKey>, TlsError> {
         let key = KeyPair::generate()?;
-        let now = OffsetDateTime::now_utc();
+        let now = now();
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut subject = DistinguishedName::new();
         if let Some(first) = names.first() {
@@ -119,6 +119,12 @@ impl CertificateAuthority {
             signing_key,
         )))
     }
+}
+
+/// The current time, read through the domain's clock like every other "now" in iocd.
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(iocd_domain::time::now().timestamp())
+        .expect("the clock is within the years time can represent")
 }
 
 fn authority_name() -> DistinguishedName {
