@@ -22,7 +22,7 @@ use iocd_domain::Actor;
 use iocd_store::{AppInsertError, AppRegistration, IdentityStore, Scope, StoredSigningKey};
 use sha2::Digest as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// Application roles of the Defender API's permission catalogue.
@@ -80,14 +80,22 @@ impl Caller {
         )))
     }
 
-    /// The indicators this caller may see and change: all of the tenant's with
-    /// `Ti.ReadWrite.All` (or, for reading, `Ti.Read.All`), otherwise only its own.
-    pub fn scope(&self, writing: bool) -> Scope {
-        let all = self.roles.contains(&Role::ReadWriteAll)
-            || (!writing && self.roles.contains(&Role::ReadAll));
+    /// The indicators this caller may read: all of the tenant's with `Ti.Read.All` or
+    /// `Ti.ReadWrite.All`, otherwise only those it created.
+    pub fn read_scope(&self) -> Scope {
+        self.scope(self.roles.contains(&Role::ReadAll) || self.roles.contains(&Role::ReadWriteAll))
+    }
+
+    /// The indicators this caller may change: all of the tenant's with `Ti.ReadWrite.All`,
+    /// otherwise only those it created.
+    pub fn write_scope(&self) -> Scope {
+        self.scope(self.roles.contains(&Role::ReadWriteAll))
+    }
+
+    fn scope(&self, tenant_wide: bool) -> Scope {
         Scope {
             tenant_id: self.tenant_id.clone(),
-            owner: if all {
+            owner: if tenant_wide {
                 None
             } else {
                 Some(self.client_id.clone())
@@ -472,7 +480,7 @@ impl TokenAuthenticator {
 fn unauthorized(message: String, challenge: String) -> ApiError {
     let challenge = HeaderValue::from_str(&challenge)
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
-    ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
         .with_header(header::WWW_AUTHENTICATE, challenge)
 }
 
@@ -543,7 +551,7 @@ impl Authenticator for TokenAuthenticator {
                 tracing::warn!(%reason, "an external issuer's signing keys are unavailable");
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
+                    ErrorCode::ServiceUnavailable,
                     format!("The token cannot be checked now: {reason}. Retry later."),
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")));
@@ -618,6 +626,10 @@ pub struct NewAppCredentials {
 pub enum RegisterError {
     #[error("{0}")]
     Invalid(String),
+    /// Hashing the secret on a blocking thread failed (the task panicked or was cancelled):
+    /// nothing the caller sent was wrong.
+    #[error("hashing the client secret failed: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] iocd_store::StoreError),
 }
@@ -675,7 +687,7 @@ pub async fn register_app(
     let secret = client_secret.clone();
     let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
         .await
-        .map_err(|e| RegisterError::Invalid(format!("hashing the secret failed: {e}")))?;
+        .map_err(|e| RegisterError::Internal(e.to_string()))?;
     let app = AppRegistration {
         tenant_id: tenant_id.to_string(),
         client_id: iocd_auth::generate_client_id(),

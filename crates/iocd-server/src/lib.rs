@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod identity;
+pub mod list;
 pub mod oauth;
 pub mod openapi;
 mod paths;
@@ -121,7 +122,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/indicators",
-            post(handlers::submit_indicator).get(bulk::list_indicators),
+            post(handlers::submit_indicator).get(list::list_indicators),
         )
         .route("/indicators/import", post(bulk::import_indicators))
         .route(
