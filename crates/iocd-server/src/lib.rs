@@ -26,6 +26,7 @@ use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -216,9 +217,13 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does;
-        // the rewrite must happen before routing, so it wraps the router.
-        let service = tower::ServiceExt::map_request(self.router, paths::canonicalise);
+        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does,
+        // and with or without a trailing slash (`/api/indicators/`), which some connectors send;
+        // the rewrites must happen before routing, so they wrap the router.
+        let service = NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
+            self.router,
+            paths::canonicalise,
+        ));
         axum::serve(
             self.listener,
             axum::ServiceExt::<Request>::into_make_service(service),
