@@ -1,4 +1,5 @@
-//! Rate limits per (tenant, application, endpoint family), as MDE applies them (reference §10.3).
+//! Rate limits per (tenant, application, endpoint family), as MDE applies them
+//! (docs/reference §10.3).
 //!
 //! One middleware, [`enforce`], sits on every API route (after routing, before the handler). It
 //! finds the route's family in [`family_of`], the only place that maps routes to families,
