@@ -5,10 +5,12 @@
 //! * [`value`]: per-type validation and normalisation of `indicatorValue` (the upsert key).
 //! * [`submission`]: turning a request body into a validated [`Submission`].
 //! * [`indicator`]: the stored entity and the create / update-in-place rules.
+//! * [`matching`]: Defender's matching rules and the per-tenant in-memory match index.
 
 pub mod enums;
 pub mod error;
 pub mod indicator;
+pub mod matching;
 pub mod submission;
 pub mod time;
 pub mod value;

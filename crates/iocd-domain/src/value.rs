@@ -53,13 +53,31 @@ fn hash_key(ty: IndicatorType, raw: &str) -> Result<String, ValidationError> {
 }
 
 fn ip_key(raw: &str) -> Result<String, ValidationError> {
-    let fail = |why: &str| {
-        ValidationError::new(
-            ErrorCode::InvalidIpAddress,
-            "indicatorValue",
-            format!("IP address {raw} in indicatorValue is invalid: {why}"),
-        )
-    };
+    let ip = canonical_ip(raw)?;
+    if let Some(reason) = non_public_reason(ip) {
+        return Err(ip_error(
+            raw,
+            &format!(
+                "{reason} addresses are internal; only public (external) IPs can be indicators."
+            ),
+        ));
+    }
+    Ok(ip.to_string())
+}
+
+fn ip_error(raw: &str, why: &str) -> ValidationError {
+    ValidationError::new(
+        ErrorCode::InvalidIpAddress,
+        "indicatorValue",
+        format!("IP address {raw} in indicatorValue is invalid: {why}"),
+    )
+}
+
+/// Parses one address into its canonical form: the comparison form of the upsert key, also
+/// used for match observables (which, unlike indicators, may be internal addresses).
+/// IPv4-mapped IPv6 (`::ffff:8.8.8.8`) is the same host as its IPv4 form.
+pub fn canonical_ip(raw: &str) -> Result<IpAddr, ValidationError> {
+    let fail = |why: &str| ip_error(raw, why);
     if raw.contains('/') {
         return Err(fail(
             "CIDR notation is not supported; submit single IP addresses.",
@@ -73,14 +91,7 @@ fn ip_key(raw: &str) -> Result<String, ValidationError> {
     let ip: IpAddr = raw.parse().map_err(|_| {
         fail("expected a single IPv4 (8.8.8.8) or IPv6 (2001:4860:4860::8888) address.")
     })?;
-    // IPv4-mapped IPv6 (::ffff:8.8.8.8) is the same host as its IPv4 form.
-    let ip = ip.to_canonical();
-    if let Some(reason) = non_public_reason(ip) {
-        return Err(fail(&format!(
-            "{reason} addresses are internal; only public (external) IPs can be indicators."
-        )));
-    }
-    Ok(ip.to_string())
+    Ok(ip.to_canonical())
 }
 
 /// Why an address is not public, or `None` if it is. Documentation ranges (TEST-NET,

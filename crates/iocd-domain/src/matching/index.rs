@@ -1,0 +1,720 @@
+//! The in-memory match index of one tenant, and the decision it gives for an observable.
+//!
+//! Layout, chosen to stay near 64 bytes per indicator at a million indicators:
+//! * one 32-byte [`Entry`] per indicator in a slab (`entries`), reused through a free list;
+//! * every key in one byte arena (`keys`): hashes and addresses as raw bytes, domains as
+//!   text, URLs as `host path`, each behind a two-byte length;
+//! * one hash table of slab positions per key kind (exact sets: SHA-256, SHA-1, MD5,
+//!   thumbprint, IP; domains; URLs), several indicators of one key sharing a hash;
+//! * for URLs, the hashes of the hosts that have URL indicators, so the path prefixes of a
+//!   URL are probed only when its host has any (host, then path prefix);
+//! * for domains, the name is probed label by label, longest suffix first: the same walk a
+//!   reversed-label trie makes, one probe per label, without a node per label.
+
+use std::cmp::Reverse;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, Ipv6Addr};
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+use super::observable::{FileHashes, Observable, UrlHost, UrlParts};
+use super::precedence::{file_rank, network_rank};
+use crate::enums::{Action, IndicatorType, Severity};
+use crate::indicator::Indicator;
+use crate::time::{to_ticks, Timestamp};
+
+/// What the index keeps of an indicator.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexRecord<'a> {
+    pub id: i64,
+    pub indicator_type: IndicatorType,
+    /// The normalised value (the upsert key's value).
+    pub value_key: &'a str,
+    pub action: Action,
+    pub severity: Severity,
+    pub expiration_time: Option<Timestamp>,
+    pub last_update_time: Timestamp,
+    pub rbac_group_names: &'a [String],
+}
+
+impl<'a> From<&'a Indicator> for IndexRecord<'a> {
+    fn from(i: &'a Indicator) -> Self {
+        IndexRecord {
+            id: i.id,
+            indicator_type: i.indicator_type,
+            value_key: &i.value_key,
+            action: i.action,
+            severity: i.severity,
+            expiration_time: i.expiration_time,
+            last_update_time: i.last_update_time,
+            rbac_group_names: &i.rbac_group_names,
+        }
+    }
+}
+
+/// The key kinds, one table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Sha256,
+    Sha1,
+    Md5,
+    Certificate,
+    Ip,
+    Domain,
+    Url,
+}
+
+const KIND_COUNT: usize = 7;
+
+impl KeyKind {
+    fn of(ty: IndicatorType) -> KeyKind {
+        match ty {
+            IndicatorType::FileSha256 => KeyKind::Sha256,
+            IndicatorType::FileSha1 => KeyKind::Sha1,
+            IndicatorType::FileMd5 => KeyKind::Md5,
+            IndicatorType::CertificateThumbprint => KeyKind::Certificate,
+            IndicatorType::IpAddress => KeyKind::Ip,
+            IndicatorType::DomainName => KeyKind::Domain,
+            IndicatorType::Url => KeyKind::Url,
+        }
+    }
+
+    fn indicator_type(self) -> IndicatorType {
+        match self {
+            KeyKind::Sha256 => IndicatorType::FileSha256,
+            KeyKind::Sha1 => IndicatorType::FileSha1,
+            KeyKind::Md5 => IndicatorType::FileMd5,
+            KeyKind::Certificate => IndicatorType::CertificateThumbprint,
+            KeyKind::Ip => IndicatorType::IpAddress,
+            KeyKind::Domain => IndicatorType::DomainName,
+            KeyKind::Url => IndicatorType::Url,
+        }
+    }
+}
+
+/// Expiry "never" in ticks.
+const NEVER: i64 = i64::MAX;
+/// Group set 0 is "all devices" (no `rbacGroupNames`).
+const ALL_DEVICES: u32 = 0;
+
+/// One indicator in the slab; 32 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: i64,
+    /// Expiry in ticks ([`to_ticks`]); [`NEVER`] when none.
+    expires: i64,
+    /// Where the key starts in the arena.
+    key_at: u32,
+    /// Index into `group_sets`.
+    groups: u32,
+    /// Seconds since the Unix epoch of `lastUpdateTime` (recency for feeds' `max=`).
+    updated_secs: u32,
+    kind: KeyKind,
+    action: Action,
+    severity: Severity,
+    live: bool,
+}
+
+impl Entry {
+    fn active(&self, now_ticks: i64) -> bool {
+        self.live && self.expires > now_ticks
+    }
+}
+
+/// Why an indicator decided, for the match API's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub id: i64,
+    pub action: Action,
+    pub indicator_type: IndicatorType,
+    pub reason: String,
+}
+
+/// One indexed indicator, as feeds read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedIndicator<'a> {
+    pub id: i64,
+    pub indicator_type: IndicatorType,
+    /// The normalised value; URLs without their scheme (`host/path`).
+    pub value: String,
+    pub action: Action,
+    pub severity: Severity,
+    pub expires_ticks: Option<i64>,
+    pub updated_secs: u32,
+    pub rbac_group_names: &'a [Box<str>],
+    slot: u32,
+}
+
+/// A tenant's match index. See the module documentation for the layout.
+pub struct MatchIndex {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    keys: Vec<u8>,
+    /// Arena bytes of removed keys; compacted away once they outweigh the live ones.
+    garbage: usize,
+    tables: [HashTable<u32>; KIND_COUNT],
+    /// Host hash → number of URL indicators on that host.
+    url_hosts: HashMap<u64, u32>,
+    group_sets: Vec<Box<[Box<str>]>>,
+    group_set_ids: HashMap<Box<[Box<str>]>, u32>,
+    hasher: DefaultHashBuilder,
+    live: usize,
+}
+
+impl Default for MatchIndex {
+    fn default() -> Self {
+        MatchIndex::new()
+    }
+}
+
+/// The arena's bytes of the key at `at` (after its two-byte length).
+fn key_at(keys: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    let len = u16::from_le_bytes([keys[at], keys[at + 1]]) as usize;
+    &keys[at + 2..at + 2 + len]
+}
+
+/// A key's bytes as the index stores them. `None` when the value is not a valid key of its
+/// type (the store holds only validated values, so this is a corrupt row, skipped).
+fn encode_key(ty: IndicatorType, value_key: &str) -> Option<(KeyKind, Vec<u8>)> {
+    let kind = KeyKind::of(ty);
+    let bytes = match kind {
+        KeyKind::Sha256 | KeyKind::Sha1 | KeyKind::Md5 | KeyKind::Certificate => {
+            hex::decode(value_key).ok()?
+        }
+        KeyKind::Ip => ip_bytes(value_key.parse().ok()?).to_vec(),
+        KeyKind::Domain => value_key.as_bytes().to_vec(),
+        KeyKind::Url => UrlParts::of_canonical(value_key)?.key_text().into_bytes(),
+    };
+    (bytes.len() <= u16::MAX as usize).then_some((kind, bytes))
+}
+
+fn ip_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn key_text(kind: KeyKind, key: &[u8]) -> String {
+    match kind {
+        KeyKind::Sha256 | KeyKind::Sha1 | KeyKind::Md5 | KeyKind::Certificate => hex::encode(key),
+        KeyKind::Ip => {
+            let octets: [u8; 16] = key.try_into().expect("addresses are 16 bytes");
+            Ipv6Addr::from(octets).to_canonical().to_string()
+        }
+        KeyKind::Domain => String::from_utf8_lossy(key).into_owned(),
+        KeyKind::Url => String::from_utf8_lossy(key).replacen(' ', "", 1),
+    }
+}
+
+/// The best applicable indicator at one level, and what else applied there.
+struct Level {
+    best: u32,
+    others: Vec<Action>,
+}
+
+impl MatchIndex {
+    pub fn new() -> MatchIndex {
+        MatchIndex {
+            entries: Vec::new(),
+            free: Vec::new(),
+            keys: Vec::new(),
+            garbage: 0,
+            tables: Default::default(),
+            url_hosts: HashMap::new(),
+            group_sets: vec![Box::default()],
+            group_set_ids: HashMap::new(),
+            hasher: DefaultHashBuilder::default(),
+            live: 0,
+        }
+    }
+
+    /// Indicators indexed (expired ones included until they are removed).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Heap bytes the index holds (its allocations' capacities).
+    pub fn heap_bytes(&self) -> usize {
+        let table_bytes: usize = self
+            .tables
+            .iter()
+            .map(|t| bucket_count(t.capacity()) * (std::mem::size_of::<u32>() + 1))
+            .sum();
+        let hosts =
+            bucket_count(self.url_hosts.capacity()) * (std::mem::size_of::<(u64, u32)>() + 1);
+        let groups: usize = self
+            .group_sets
+            .iter()
+            .map(|g| g.iter().map(|n| n.len() + 16).sum::<usize>() * 2 + 32)
+            .sum();
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.free.capacity() * 4
+            + self.keys.capacity()
+            + table_bytes
+            + hosts
+            + groups
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn host_hash(&self, url_key: &[u8]) -> u64 {
+        let host = url_key.split(|b| *b == b' ').next().unwrap_or_default();
+        self.hasher.hash_one((b'h', host))
+    }
+
+    fn intern_groups(&mut self, names: &[String]) -> u32 {
+        if names.is_empty() {
+            return ALL_DEVICES;
+        }
+        let mut set: Vec<Box<str>> = names
+            .iter()
+            .map(|n| n.trim().to_lowercase().into_boxed_str())
+            .collect();
+        set.sort_unstable();
+        set.dedup();
+        let set = set.into_boxed_slice();
+        if let Some(id) = self.group_set_ids.get(&set) {
+            return *id;
+        }
+        let id = self.group_sets.len() as u32;
+        self.group_sets.push(set.clone());
+        self.group_set_ids.insert(set, id);
+        id
+    }
+
+    fn applies(&self, entry: &Entry, device_group: Option<&str>) -> bool {
+        entry.groups == ALL_DEVICES
+            || device_group.is_some_and(|g| {
+                let g = g.trim();
+                self.group_sets[entry.groups as usize]
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(g))
+            })
+    }
+
+    /// Adds an indicator, or updates the one with the same id and key in place. Returns
+    /// `false` (and indexes nothing) for a value that is not a valid key of its type.
+    pub fn upsert(&mut self, record: &IndexRecord<'_>) -> bool {
+        let Some((kind, key)) = encode_key(record.indicator_type, record.value_key) else {
+            return false;
+        };
+        let groups = self.intern_groups(record.rbac_group_names);
+        let hash = self.hash(&key);
+        let entry = Entry {
+            id: record.id,
+            expires: record.expiration_time.map_or(NEVER, to_ticks),
+            key_at: 0,
+            groups,
+            updated_secs: record
+                .last_update_time
+                .timestamp()
+                .clamp(0, u32::MAX as i64) as u32,
+            kind,
+            action: record.action,
+            severity: record.severity,
+            live: true,
+        };
+        let Self {
+            entries,
+            keys,
+            tables,
+            ..
+        } = self;
+        let existing = tables[kind as usize]
+            .find(hash, |&slot| {
+                let e = &entries[slot as usize];
+                e.id == record.id && key_at(keys, e.key_at) == key.as_slice()
+            })
+            .copied();
+        if let Some(slot) = existing {
+            let kept = &mut entries[slot as usize];
+            *kept = Entry {
+                key_at: kept.key_at,
+                ..entry
+            };
+            return true;
+        }
+        let key_pos = self.keys.len() as u32;
+        self.keys
+            .extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.keys.extend_from_slice(&key);
+        let entry = Entry {
+            key_at: key_pos,
+            ..entry
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot as usize] = entry;
+                slot
+            }
+            None => {
+                self.entries.push(entry);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        let Self {
+            entries,
+            keys,
+            tables,
+            hasher,
+            ..
+        } = self;
+        tables[kind as usize].insert_unique(hash, slot, |&s| {
+            hasher.hash_one(key_at(keys, entries[s as usize].key_at))
+        });
+        if kind == KeyKind::Url {
+            *self.url_hosts.entry(self.host_hash(&key)).or_default() += 1;
+        }
+        self.live += 1;
+        true
+    }
+
+    /// Removes the indicator `id` of that type and value; `false` if it was not indexed.
+    pub fn remove(&mut self, id: i64, ty: IndicatorType, value_key: &str) -> bool {
+        let Some((kind, key)) = encode_key(ty, value_key) else {
+            return false;
+        };
+        let hash = self.hash(&key);
+        let Self {
+            entries,
+            keys,
+            tables,
+            ..
+        } = self;
+        let Ok(found) = tables[kind as usize].find_entry(hash, |&slot| {
+            let e = &entries[slot as usize];
+            e.id == id && key_at(keys, e.key_at) == key.as_slice()
+        }) else {
+            return false;
+        };
+        let (slot, _) = found.remove();
+        self.entries[slot as usize].live = false;
+        self.free.push(slot);
+        self.garbage += key.len() + 2;
+        self.live -= 1;
+        if kind == KeyKind::Url {
+            let host = self.host_hash(&key);
+            if let hashbrown::hash_map::Entry::Occupied(mut count) = self.url_hosts.entry(host) {
+                *count.get_mut() -= 1;
+                if *count.get() == 0 {
+                    count.remove();
+                }
+            }
+        }
+        if self.garbage > 1 << 20 && self.garbage > self.keys.len() / 2 {
+            self.compact_keys();
+        }
+        true
+    }
+
+    /// Copies the live keys into a fresh arena; the tables hold slab positions, not arena
+    /// offsets, so they stay as they are.
+    fn compact_keys(&mut self) {
+        let mut fresh = Vec::with_capacity(self.keys.len() - self.garbage);
+        for entry in self.entries.iter_mut().filter(|e| e.live) {
+            let key = key_at(&self.keys, entry.key_at);
+            let at = fresh.len() as u32;
+            fresh.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            fresh.extend_from_slice(key);
+            entry.key_at = at;
+        }
+        self.keys = fresh;
+        self.garbage = 0;
+    }
+
+    /// The best indicator applicable at one key, under `better` (greater wins), if any.
+    fn best_at<K: Ord>(
+        &self,
+        kind: KeyKind,
+        key: &[u8],
+        device_group: Option<&str>,
+        now_ticks: i64,
+        better: impl Fn(&Entry) -> K,
+    ) -> Option<Level> {
+        let hash = self.hash(key);
+        let mut level: Option<Level> = None;
+        for &slot in self.tables[kind as usize].iter_hash(hash) {
+            let e = &self.entries[slot as usize];
+            if !e.active(now_ticks)
+                || key_at(&self.keys, e.key_at) != key
+                || !self.applies(e, device_group)
+            {
+                continue;
+            }
+            match &mut level {
+                None => {
+                    level = Some(Level {
+                        best: slot,
+                        others: Vec::new(),
+                    })
+                }
+                Some(level) => {
+                    let current = &self.entries[level.best as usize];
+                    if better(e) > better(current) {
+                        level.others.push(current.action);
+                        level.best = slot;
+                    } else {
+                        level.others.push(e.action);
+                    }
+                }
+            }
+        }
+        level
+    }
+
+    fn network_level(
+        &self,
+        kind: KeyKind,
+        key: &[u8],
+        group: Option<&str>,
+        now: i64,
+    ) -> Option<Level> {
+        self.best_at(kind, key, group, now, |e| {
+            (network_rank(e.action), Reverse(e.id))
+        })
+    }
+
+    fn file_level(
+        &self,
+        kind: KeyKind,
+        key: &[u8],
+        group: Option<&str>,
+        now: i64,
+    ) -> Option<Level> {
+        self.best_at(kind, key, group, now, |e| {
+            (e.groups != ALL_DEVICES, file_rank(e.action), Reverse(e.id))
+        })
+    }
+
+    fn decision(&self, level: Level, what: impl FnOnce(&str) -> String) -> Decision {
+        let e = &self.entries[level.best as usize];
+        let value = key_text(e.kind, key_at(&self.keys, e.key_at));
+        let mut reason = what(&value);
+        if !level.others.is_empty() {
+            let mut others: Vec<&str> = level.others.iter().map(|a| a.as_str()).collect();
+            others.sort_unstable();
+            others.dedup();
+            let scope = if e.groups != ALL_DEVICES {
+                ", device-group scoped"
+            } else {
+                ""
+            };
+            reason.push_str(&format!(
+                " ({} decides over {} on the same key{scope})",
+                e.action,
+                others.join(", ")
+            ));
+        }
+        Decision {
+            id: e.id,
+            action: e.action,
+            indicator_type: e.kind.indicator_type(),
+            reason,
+        }
+    }
+
+    /// Defender's answer for `observable` on a device of `device_group` (`None`: a device in
+    /// no group, to which only all-devices indicators apply) at `now`: the deciding
+    /// indicator, or `None` when nothing applies.
+    pub fn decide(
+        &self,
+        observable: &Observable,
+        device_group: Option<&str>,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        let now = to_ticks(now);
+        match observable {
+            Observable::Url(canonical, parts) => {
+                self.decide_url(canonical, parts, device_group, now)
+            }
+            Observable::Domain(name) => self.decide_domain(name, name, device_group, now),
+            Observable::Ip(ip) => self.decide_ip(*ip, &ip.to_string(), device_group, now),
+            Observable::File(hashes) => self.decide_file(hashes, device_group, now),
+            Observable::CertificateThumbprint(thumbprint) => {
+                let key = hex::decode(thumbprint).ok()?;
+                let level = self.file_level(KeyKind::Certificate, &key, device_group, now)?;
+                Some(self.decision(level, |v| format!("certificate thumbprint {v} matched")))
+            }
+        }
+    }
+
+    fn decide_url(
+        &self,
+        canonical: &str,
+        parts: &UrlParts,
+        group: Option<&str>,
+        now: i64,
+    ) -> Option<Decision> {
+        let host = parts.host.key_text();
+        let probe = self
+            .url_hosts
+            .contains_key(&self.host_hash(host.as_bytes()));
+        if probe {
+            let mut key = String::with_capacity(host.len() + 1 + parts.path.len());
+            for prefix in parts.covering_prefixes() {
+                key.clear();
+                key.push_str(&host);
+                key.push(' ');
+                key.push_str(prefix);
+                if let Some(level) = self.network_level(KeyKind::Url, key.as_bytes(), group, now) {
+                    return Some(
+                        self.decision(level, |v| format!("URL prefix {v} matched {canonical}")),
+                    );
+                }
+            }
+        }
+        match &parts.host {
+            UrlHost::Domain(name) => self.decide_domain(name, canonical, group, now),
+            UrlHost::Ip(ip) => self.decide_ip(*ip, canonical, group, now),
+        }
+    }
+
+    fn decide_domain(
+        &self,
+        name: &str,
+        observed: &str,
+        group: Option<&str>,
+        now: i64,
+    ) -> Option<Decision> {
+        let suffixes = std::iter::once(name)
+            .chain(name.match_indices('.').map(|(i, _)| &name[i + 1..]))
+            .filter(|s| s.contains('.'));
+        for suffix in suffixes {
+            if let Some(level) = self.network_level(KeyKind::Domain, suffix.as_bytes(), group, now)
+            {
+                return Some(self.decision(level, |v| {
+                    if v == observed {
+                        format!("domain {v} matched")
+                    } else {
+                        format!("domain suffix {v} matched {observed}")
+                    }
+                }));
+            }
+        }
+        None
+    }
+
+    fn decide_ip(
+        &self,
+        ip: IpAddr,
+        observed: &str,
+        group: Option<&str>,
+        now: i64,
+    ) -> Option<Decision> {
+        let level = self.network_level(KeyKind::Ip, &ip_bytes(ip), group, now)?;
+        Some(self.decision(level, |v| {
+            if v == observed {
+                format!("IP address {v} matched")
+            } else {
+                format!("IP address {v} matched {observed}")
+            }
+        }))
+    }
+
+    fn decide_file(&self, hashes: &FileHashes, group: Option<&str>, now: i64) -> Option<Decision> {
+        for (ty, hash) in hashes.strongest_first() {
+            let Ok(key) = hex::decode(hash) else { continue };
+            if let Some(level) = self.file_level(KeyKind::of(ty), &key, group, now) {
+                return Some(self.decision(level, |v| format!("{ty} {v} matched")));
+            }
+        }
+        None
+    }
+
+    /// The indexed indicators in slab order, starting at position `from`, at most `max` of
+    /// them, with the position to continue from (`None` at the end). Feeds read in chunks
+    /// so that a lock is held only for a chunk.
+    pub fn chunk(&self, from: usize, max: usize) -> (Vec<IndexedIndicator<'_>>, Option<usize>) {
+        let mut out = Vec::with_capacity(max.min(self.live));
+        let mut pos = from;
+        while pos < self.entries.len() && out.len() < max {
+            let e = &self.entries[pos];
+            if e.live {
+                out.push(IndexedIndicator {
+                    id: e.id,
+                    indicator_type: e.kind.indicator_type(),
+                    value: key_text(e.kind, key_at(&self.keys, e.key_at)),
+                    action: e.action,
+                    severity: e.severity,
+                    expires_ticks: (e.expires != NEVER).then_some(e.expires),
+                    updated_secs: e.updated_secs,
+                    rbac_group_names: &self.group_sets[e.groups as usize],
+                    slot: pos as u32,
+                });
+            }
+            pos += 1;
+        }
+        (out, (pos < self.entries.len()).then_some(pos))
+    }
+
+    /// Whether `indicator` is what Defender would apply to its own value on a device of
+    /// `device_group` at `now`: active, applicable, and not overruled by another indicator
+    /// (an Allowed on the same key, a longer URL, ...). Feeds publish only such indicators,
+    /// which also removes duplicates: one key has one decision.
+    pub fn decides_own_value(
+        &self,
+        indicator: &IndexedIndicator<'_>,
+        device_group: Option<&str>,
+        now: Timestamp,
+    ) -> bool {
+        let e = &self.entries[indicator.slot as usize];
+        let key = key_at(&self.keys, e.key_at);
+        let observable = match e.kind {
+            KeyKind::Url => {
+                let text = String::from_utf8_lossy(key);
+                let Some((host, path)) = text.split_once(' ') else {
+                    return false;
+                };
+                let host = match host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                {
+                    Ok(ip) => UrlHost::Ip(ip),
+                    Err(_) => UrlHost::Domain(host.to_string()),
+                };
+                let parts = UrlParts {
+                    host,
+                    path: path.to_string(),
+                };
+                Observable::Url(text.replacen(' ', "", 1), parts)
+            }
+            KeyKind::Domain => Observable::Domain(indicator.value.clone()),
+            KeyKind::Ip => Observable::Ip(indicator.value.parse().expect("stored addresses parse")),
+            KeyKind::Certificate => Observable::CertificateThumbprint(indicator.value.clone()),
+            KeyKind::Sha256 => Observable::File(FileHashes {
+                sha256: Some(indicator.value.clone()),
+                ..Default::default()
+            }),
+            KeyKind::Sha1 => Observable::File(FileHashes {
+                sha1: Some(indicator.value.clone()),
+                ..Default::default()
+            }),
+            KeyKind::Md5 => Observable::File(FileHashes {
+                md5: Some(indicator.value.clone()),
+                ..Default::default()
+            }),
+        };
+        self.decide(&observable, device_group, now)
+            .is_some_and(|d| d.id == indicator.id)
+    }
+}
+
+/// Buckets hashbrown allocates for a table that can hold `capacity` items.
+fn bucket_count(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    }
+}
