@@ -229,16 +229,16 @@ async fn every_route_answers_with_a_trailing_slash() {
     assert_eq!(res.status(), 204, "{:?}", res.text().await);
     assert_eq!(server.row_count().await, 0);
 
-    // The identity routes: a token from the slashed token endpoint works on the API.
+    // The identity routes: a token from the slashed token endpoint (the client authenticating
+    // with HTTP Basic this time) works on the API.
     let tenant = server.app.tenant_id().to_string();
     let credentials = &server.app.credentials;
     let res = server
         .client
         .post(server.url(&format!("/{tenant}/oauth2/v2.0/token/")))
+        .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
         .form(&[
             ("grant_type", "client_credentials"),
-            ("client_id", credentials.client_id.as_str()),
-            ("client_secret", credentials.client_secret.as_str()),
             ("scope", &format!("{AUDIENCE}/.default")),
         ])
         .send()
