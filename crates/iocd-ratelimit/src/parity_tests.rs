@@ -1,7 +1,7 @@
 //! Memory and Redis must give identical answers for the same calls at the same clock readings.
 //! Both are driven with explicit timestamps (Redis's `TIME` replaced by the script's clock argument),
 //! so the comparison is exact to the microsecond rather than subject to timing noise.
-//! Needs the real Redis at `IOCD_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! Needs the real Redis at `IOCD_TEST_REDIS_URL` (skipped when it is unset).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,22 +46,19 @@ async fn memory_and_redis_decide_identically() {
     let families = [Family::Submit, Family::Import, Family::Get, Family::List];
     let tenants = ["tenant-a", "tenant-b"];
 
-    let redis_url = std::env::var("IOCD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let unique = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let prefix = format!(
-        "iocd-ratelimit-test:parity:{}:{}",
-        std::process::id(),
-        unique.as_nanos()
-    );
-    let redis = RedisLimiter::connect(&redis_url, &prefix, policy.clone())
+    let Some(redis_url) = iocd_testkit::env::redis_url() else {
+        return;
+    };
+    let prefix = iocd_testkit::RedisPrefix::new("parity");
+    // A realistic Redis clock value, so the script's arithmetic is exercised at full scale.
+    let clock_start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let redis = RedisLimiter::connect(&redis_url, prefix.as_str(), policy.clone())
         .await
         .unwrap_or_else(|error| panic!("Redis must be running at {redis_url}: {error}"));
     let memory = MemoryLimiter::new(policy);
 
     let mut random = XorShift(0x9E37_79B9_7F4A_7C15);
-    // Start at a realistic Redis clock value so the script's arithmetic is exercised at full scale.
-    let mut now_us = unique.as_micros() as u64;
+    let mut now_us = clock_start.as_micros() as u64;
     let (mut allowed, mut limited) = (0, 0);
     for call in 0..600 {
         // Mostly bursts (no time passing), sometimes gaps of up to 6 s.
@@ -89,23 +86,5 @@ async fn memory_and_redis_decide_identically() {
         allowed > 100 && limited > 100,
         "{allowed} allowed, {limited} limited"
     );
-
-    // Leave nothing behind in the shared Redis.
-    let mut connection = redis::Client::open(redis_url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-    }
+    // `prefix` deletes its keys from the shared Redis when it drops.
 }

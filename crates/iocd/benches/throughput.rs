@@ -12,9 +12,6 @@
 //! JSON body (the HTTP ceiling) and raw sqlx inserts of the same rows in 500-row transactions
 //! (the storage ceiling). See docs/benchmarks.md.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,15 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
+use iocd_testkit::{Iocd, IocdProcess, ScratchDatabase, TENANT};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
-use support::{authorization, ScratchDatabase, ServerProcess};
 use tokio::net::TcpStream;
 
 const IMPORT_BATCH: usize = 500;
@@ -142,10 +139,10 @@ impl Settings {
         }
     }
 
-    async fn fresh_database(&self) -> anyhow::Result<ScratchDatabase> {
+    async fn fresh_database(&self) -> ScratchDatabase {
         match &self.postgres {
             Some(url) => ScratchDatabase::postgres(url).await,
-            None => ScratchDatabase::sqlite().await,
+            None => ScratchDatabase::sqlite(),
         }
     }
 }
@@ -423,7 +420,7 @@ async fn storage_baseline(database: &ScratchDatabase, rows: usize) -> anyhow::Re
                 let mut tx = conn.begin().await?;
                 for n in first..(first + IMPORT_BATCH as u64).min(rows as u64) {
                     sqlx::query(INSERT_ROW)
-                        .bind(support::TENANT)
+                        .bind(TENANT)
                         .bind(n as i64 + 1)
                         .bind(imported_value(n))
                         .bind("00000000-0000-0000-0000-0000000000de")
@@ -523,14 +520,14 @@ static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::n
 /// Imports `count` indicators numbered from `first`, `import_connections` calls at a time.
 async fn import_range(
     s: &Settings,
-    server: &ServerProcess,
+    server: &IocdProcess,
     auth: &Option<String>,
     first: u64,
     count: u64,
 ) -> anyhow::Result<LoadResult> {
     let calls = count.div_ceil(IMPORT_BATCH as u64);
     run_load(Load {
-        addr: server.addr,
+        addr: server.addr(),
         auth: auth.clone(),
         connections: s.import_connections.min(calls as usize).max(1),
         max_requests: calls,
@@ -597,7 +594,7 @@ async fn measure_baselines(s: &Settings) -> anyhow::Result<Baselines> {
     progress("baseline: bare axum, GETs");
     let http_get = list_load(s, addr, &None, s.small_store as u64, Arc::new(|_| Ok(1))).await?;
     progress(&format!("baseline: raw sqlx inserts into {}", s.backend()));
-    let database = s.fresh_database().await?;
+    let database = s.fresh_database().await;
     let storage = storage_baseline(&database, s.storage_rows).await?;
     Ok(Baselines {
         http_post: Some(http_post),
@@ -623,7 +620,7 @@ struct Measurements {
 
 /// The running server the iocd measurements drive, and how much it holds.
 struct Target {
-    server: ServerProcess,
+    server: IocdProcess,
     auth: Option<String>,
     /// Indicators stored so far.
     stored: u64,
@@ -633,9 +630,18 @@ struct Target {
 
 async fn measure_iocd(s: &Settings) -> anyhow::Result<Measurements> {
     let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
-    let database = s.fresh_database().await?;
-    let server = ServerProcess::start(binary, &database.url, database.dir.path()).await?;
-    let auth = authorization(binary, &database.url, &server.base_url()).await?;
+    let database = s.fresh_database().await;
+    let iocd = Iocd::new(binary);
+    let server = iocd
+        .serve()
+        .database(&database.url)
+        .unthrottled()
+        .start()
+        .await;
+    let token = iocd
+        .token_for_new_app(&database.url, &server.base_url())
+        .await;
+    let auth = Some(format!("Bearer {token}"));
     let mut m = Measurements {
         memory: vec![("empty".to_string(), server.rss_bytes())],
         ..Measurements::default()
@@ -691,7 +697,7 @@ async fn import_then_list(
     progress(&format!("list: filtered, {} stored", target.stored));
     let listed = list_load(
         s,
-        target.server.addr,
+        target.server.addr(),
         &target.auth,
         target.imported,
         Arc::new(check_list),
@@ -703,7 +709,7 @@ async fn import_then_list(
 async fn single_creates(s: &Settings, target: &mut Target) -> anyhow::Result<LoadResult> {
     progress("creates: single POSTs of new values");
     let result = run_load(Load {
-        addr: target.server.addr,
+        addr: target.server.addr(),
         auth: target.auth.clone(),
         connections: s.connections,
         max_requests: u64::MAX,
@@ -734,7 +740,7 @@ async fn single_updates(
     }
     progress("updates: single POSTs of existing values");
     run_load(Load {
-        addr: target.server.addr,
+        addr: target.server.addr(),
         auth: target.auth.clone(),
         connections: s.connections,
         max_requests: u64::MAX,

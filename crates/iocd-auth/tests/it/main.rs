@@ -1,0 +1,4 @@
+//! iocd-auth integration tests: issuing and validating tokens, and fetching keys over HTTP.
+
+mod jwks_fetch;
+mod tokens;

@@ -1,0 +1,4 @@
+//! iocd-domain integration tests: the match rules against the semantic table and a brute-force
+//! scan.
+
+mod matching;

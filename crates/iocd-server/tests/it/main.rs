@@ -1,0 +1,11 @@
+//! iocd-server's integration tests: the real server in-process (`iocd_testkit::TestServer`),
+//! spoken to over HTTP, each test on a scratch database of its own, most on both backends.
+
+mod auth;
+mod ids;
+mod import;
+mod list;
+mod quota;
+mod ratelimit;
+mod routes;
+mod submit;

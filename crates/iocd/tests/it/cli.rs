@@ -1,0 +1,255 @@
+//! The `iocd` binary: `apps create/list/delete` on SQLite and PostgreSQL, `serve` on an empty
+//! database printing the development app, and `iocd token` against that server.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use iocd_testkit::{env, ScratchDatabase};
+use serde_json::Value;
+
+fn iocd(args: &[&str], database: &str) -> Output {
+    crate::iocd()
+        .command()
+        .args(args)
+        .env("IOCD_DATABASE_URL", database)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run iocd")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "iocd failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+fn apps_lifecycle(database: &str) {
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let created = stdout_json(&iocd(
+        &[
+            "apps",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "SOAR connector",
+            "--role",
+            "Ti.ReadWrite",
+            "--role",
+            "Ti.Read.All",
+        ],
+        database,
+    ));
+    assert_eq!(created["tenantId"], tenant.as_str());
+    let client_id = created["clientId"].as_str().unwrap().to_string();
+    let secret = created["clientSecret"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&client_id).is_ok());
+    assert!(secret.len() >= 40);
+
+    // --database works as well as the environment variable.
+    let listed = stdout_json(
+        &crate::iocd()
+            .command()
+            .args(["apps", "list", "--database", database, "--tenant", &tenant])
+            .env_remove("IOCD_DATABASE_URL")
+            .output()
+            .unwrap(),
+    );
+    let apps = listed.as_array().unwrap();
+    assert_eq!(apps.len(), 1);
+    assert_eq!(apps[0]["clientId"], client_id.as_str());
+    assert_eq!(apps[0]["displayName"], "SOAR connector");
+    assert_eq!(
+        apps[0]["roles"],
+        serde_json::json!(["Ti.ReadWrite", "Ti.Read.All"])
+    );
+    let listing = serde_json::to_string(&listed).unwrap();
+    assert!(!listing.contains(&secret), "the secret is never listed");
+
+    // Bad input names what is wrong and stores nothing.
+    let bad_role = iocd(
+        &[
+            "apps",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "x",
+            "--role",
+            "ti.readwrite",
+        ],
+        database,
+    );
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role 'ti.readwrite'"));
+    let bad_tenant = iocd(
+        &[
+            "apps",
+            "create",
+            "--tenant",
+            "a/b",
+            "--name",
+            "x",
+            "--role",
+            "Ti.ReadWrite",
+        ],
+        database,
+    );
+    assert!(!bad_tenant.status.success());
+    assert!(String::from_utf8_lossy(&bad_tenant.stderr).contains("tenant id 'a/b' is invalid"));
+    assert_eq!(
+        stdout_json(&iocd(&["apps", "list"], database))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let deleted = stdout_json(&iocd(
+        &[
+            "apps",
+            "delete",
+            "--tenant",
+            &tenant,
+            "--client-id",
+            &client_id,
+        ],
+        database,
+    ));
+    assert_eq!(deleted["deleted"], true);
+    let again = iocd(
+        &[
+            "apps",
+            "delete",
+            "--tenant",
+            &tenant,
+            "--client-id",
+            &client_id,
+        ],
+        database,
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no app with client id"));
+    assert_eq!(
+        stdout_json(&iocd(&["apps", "list"], database)),
+        Value::Array(vec![])
+    );
+}
+
+#[tokio::test]
+async fn apps_commands_on_sqlite() {
+    let db = ScratchDatabase::sqlite();
+    tokio::task::spawn_blocking(move || apps_lifecycle(&db.url))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn apps_commands_on_postgres() {
+    let Some(admin) = env::postgres_url() else {
+        return;
+    };
+    let db = ScratchDatabase::postgres(&admin).await;
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || apps_lifecycle(&url))
+        .await
+        .unwrap();
+    drop(db);
+}
+
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no '{label}' in {text}"))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn serve_on_an_empty_database_prints_working_development_credentials() {
+    let db = ScratchDatabase::sqlite();
+    let server = crate::iocd().serve().database(&db.url).start().await;
+    let port = server.port();
+    let text = server
+        .wait_for_output("More apps:", Duration::from_secs(60))
+        .await;
+    let tenant = field(&text, "tenant id:");
+    let client_id = field(&text, "client id:");
+    let secret = field(&text, "client secret:");
+    assert!(text.contains(&format!(
+        "curl -s http://127.0.0.1:{port}/{tenant}/oauth2/v2.0/token"
+    )));
+
+    // `iocd token` (the client side of the contract) gets a token the API accepts.
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let token = loop {
+        let output = crate::iocd()
+            .command()
+            .args([
+                "token",
+                "--url",
+                &base,
+                "--tenant",
+                &tenant,
+                "--client-id",
+                &client_id,
+            ])
+            .env("IOCD_CLIENT_SECRET", &secret)
+            .output()
+            .unwrap();
+        if output.status.success() {
+            break String::from_utf8(output.stdout).unwrap().trim().to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{output:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(token.split('.').count(), 3);
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/indicators"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "indicatorValue": "evil.example.com", "indicatorType": "DomainName",
+            "action": "Block", "title": "t", "description": "d"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["createdBy"], client_id.as_str());
+    assert_eq!(body["createdByDisplayName"], "iocd development app");
+
+    // A wrong secret is refused with the token endpoint's own error.
+    let refused = crate::iocd()
+        .command()
+        .args([
+            "token",
+            "--url",
+            &base,
+            "--tenant",
+            &tenant,
+            "--client-id",
+            &client_id,
+            "--client-secret",
+            "wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid_client"));
+
+    // Exactly one app was created, and its secret is not listed.
+    drop(server);
+    let listed = stdout_json(&iocd(&["apps", "list"], &db.url));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&secret));
+}

@@ -1,0 +1,13 @@
+//! The `iocd` binary's integration tests: the real binary run as a child process
+//! (`iocd_testkit::Iocd`), over scratch databases, spoken to over HTTP and through its own CLI.
+
+mod cli;
+mod crash;
+mod import_export;
+mod multi_replica;
+mod serve_limits;
+
+/// The binary Cargo built for these tests.
+fn iocd() -> iocd_testkit::Iocd {
+    iocd_testkit::Iocd::new(env!("CARGO_BIN_EXE_iocd"))
+}
