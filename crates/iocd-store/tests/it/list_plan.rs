@@ -31,7 +31,6 @@ const CASES: &[(&str, &str, usize)] = &[
         2,
     ),
     ("createdBy in ['rare-app','nobody']", "created_by", RARE),
-    ("action in ('Allowed','Audit')", "action", RARE),
 ];
 
 fn submission(body: serde_json::Value) -> Submission {
