@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
