@@ -236,7 +236,7 @@ impl SigningKey {
 
     /// Signs an app-only access token valid from now for `input.lifetime`.
     pub fn issue(&self, input: &TokenClaimsInput) -> Result<IssuedToken, IssueError> {
-        self.issue_at(input, SystemTime::now())
+        self.issue_at(input, iocd_domain::time::system_now())
     }
 
     /// As [`Self::issue`], with the issue time given: for tests and for tools that mint tokens

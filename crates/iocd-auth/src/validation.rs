@@ -321,7 +321,7 @@ impl TokenValidator {
     /// Validates against the keys at hand, without network access: remote issuers use the keys
     /// their cache last fetched.
     pub fn validate(&self, token: &str) -> Result<ValidatedToken, TokenError> {
-        self.validate_at(token, SystemTime::now())
+        self.validate_at(token, iocd_domain::time::system_now())
     }
 
     /// As [`Self::validate`], judging `exp` and `nbf` against `now` instead of the clock.
@@ -353,7 +353,7 @@ impl TokenValidator {
                 KeySource::Static(keys) => Some(Arc::clone(keys)),
                 KeySource::Remote(cache) => cache.keys().await.ok(),
             };
-            let now = unix_seconds(SystemTime::now());
+            let now = unix_seconds(iocd_domain::time::system_now());
             if let Some(answer) = self.remembered_answer(known, keys, now) {
                 return answer;
             }
@@ -361,7 +361,12 @@ impl TokenValidator {
         let unverified = self.inspect(token)?;
         let cache = match &self.issuers[unverified.issuer_index].keys {
             KeySource::Static(keys) => {
-                return self.verify(token, &unverified, keys, unix_seconds(SystemTime::now()))
+                return self.verify(
+                    token,
+                    &unverified,
+                    keys,
+                    unix_seconds(iocd_domain::time::system_now()),
+                )
             }
             KeySource::Remote(cache) => cache,
         };
@@ -369,7 +374,12 @@ impl TokenValidator {
             .keys()
             .await
             .map_err(|err| TokenError::KeysUnavailable(err.to_string()))?;
-        let first_try = self.verify(token, &unverified, &keys, unix_seconds(SystemTime::now()));
+        let first_try = self.verify(
+            token,
+            &unverified,
+            &keys,
+            unix_seconds(iocd_domain::time::system_now()),
+        );
         if !matches!(first_try, Err(TokenError::UnknownKey { kid: Some(_) })) {
             return first_try;
         }
@@ -381,7 +391,7 @@ impl TokenValidator {
                 token,
                 &unverified,
                 &refreshed,
-                unix_seconds(SystemTime::now()),
+                unix_seconds(iocd_domain::time::system_now()),
             ),
             _ => first_try,
         }

@@ -27,8 +27,23 @@ pub fn truncate_to_ticks(t: Timestamp) -> Timestamp {
     from_ticks(to_ticks(t))
 }
 
+/// The current time, to 100 ns. With [`system_now`], the only reading of the wall clock in iocd:
+/// everything else takes "now" as a parameter, so rules and tests can choose it.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "iocd_domain::time is the one place that reads the wall clock"
+)]
 pub fn now() -> Timestamp {
     truncate_to_ticks(Utc::now())
+}
+
+/// The current time as a `SystemTime`, for APIs that take one (token issuing and validation).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "iocd_domain::time is the one place that reads the wall clock"
+)]
+pub fn system_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
 }
 
 /// The API's spelling: `YYYY-MM-DDTHH:MM:SS[.fffffff]Z`, trailing zeros of the fraction trimmed.

@@ -3,7 +3,7 @@
 //! so the comparison is exact to the microsecond rather than subject to timing noise.
 //! Needs the real Redis at `IOCD_TEST_REDIS_URL` (skipped when it is unset).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::{Decision, Family, MemoryLimiter, Policy, RedisLimiter, Window};
 
@@ -51,7 +51,9 @@ async fn memory_and_redis_decide_identically() {
     };
     let prefix = iocd_testkit::RedisPrefix::new("parity");
     // A realistic Redis clock value, so the script's arithmetic is exercised at full scale.
-    let clock_start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let clock_start = iocd_domain::time::system_now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap();
     let redis = RedisLimiter::connect(&redis_url, prefix.as_str(), policy.clone())
         .await
         .unwrap_or_else(|error| panic!("Redis must be running at {redis_url}: {error}"));

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 pub use iocd_domain::ErrorCode;
 use iocd_domain::ValidationError;
+use iocd_identity::MissingRoles;
 use iocd_odata::ODataError;
 use iocd_store::{ItemError, StoreError};
 use serde::Serialize;
@@ -88,6 +89,12 @@ impl From<ItemError> for ApiError {
                 "Indicator {id} has the same type, value and action but was created by another application; an application with Ti.ReadWrite may change only the indicators it created (Ti.ReadWrite.All manages all of the tenant's)."
             )),
         }
+    }
+}
+
+impl From<MissingRoles> for ApiError {
+    fn from(missing: MissingRoles) -> Self {
+        ApiError::forbidden(missing.to_string())
     }
 }
 

@@ -35,7 +35,8 @@ use utoipa::OpenApi;
 use utoipa_scalar::Servable;
 
 pub use handlers::DeleteStatus;
-use identity::{Authenticator, IdentityConfig, IdentityProvider, TokenAuthenticator};
+use identity::Authenticator;
+use iocd_identity::{IdentityConfig, IdentityProvider, TokenAuthenticator};
 pub use ratelimit::RateLimitConfig;
 
 /// Everything that shapes the server's behaviour; every limit is here.

@@ -167,7 +167,7 @@ impl PostgresStore {
         })
     }
 
-    /// The plan of the statement [`IndicatorStore::list`] runs for this request, as the lines
+    /// The plan of the statement [`IndicatorStore::list`](crate::IndicatorStore::list) runs for this request, as the lines
     /// `EXPLAIN` prints (`Index Scan using indicators_value on indicators …`). For operators
     /// and tests that check a filter is served by an index.
     pub async fn explain_list(

@@ -1,7 +1,7 @@
 //! The embedded SQLite store.
 //!
 //! Reads go through a pool of connections (WAL lets them run beside the writer). Writes go
-//! through the shared group-commit [`Writer`], which owns the only writing connection: one
+//! through the shared group-commit `Writer` (batch.rs), which owns the only writing connection: one
 //! writer means upserts never race and our own writers never meet `SQLITE_BUSY`, and each
 //! batch is one `BEGIN IMMEDIATE … COMMIT` with one fsync.
 
@@ -166,7 +166,7 @@ impl SqliteStore {
         })
     }
 
-    /// The query plan of the statement [`IndicatorStore::list`] runs for this request, one
+    /// The query plan of the statement [`IndicatorStore::list`](crate::IndicatorStore::list) runs for this request, one
     /// `EXPLAIN QUERY PLAN` detail line per step (`SEARCH indicators USING INDEX …`). For
     /// operators and tests that check a filter is served by an index.
     pub async fn explain_list(

@@ -1,7 +1,7 @@
 //! Apps and tokens: registering an app and getting a token exactly as a real client does
 //! (client credentials at the v2 token endpoint).
 
-pub use iocd_server::identity::{NewAppCredentials, Role};
+pub use iocd_identity::{NewAppCredentials, Role};
 use serde_json::Value;
 
 use crate::fixtures::status_json;

@@ -100,25 +100,21 @@ impl ScratchDatabase {
     /// Runs a single-value integer query straight against the database (e.g. to prove that a
     /// refused request wrote nothing).
     pub async fn scalar(&self, sql: &str) -> i64 {
+        // The same three steps on either driver's connection type.
+        macro_rules! scalar_with {
+            ($connection:ty) => {{
+                let mut conn = <$connection>::connect(&self.url)
+                    .await
+                    .expect("connect to the scratch database");
+                sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }};
+        }
         match self.backend {
-            Backend::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect to the scratch database");
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Backend::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect to the scratch database");
-                sqlx::query_scalar(sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
+            Backend::Sqlite => scalar_with!(sqlx::SqliteConnection),
+            Backend::Postgres => scalar_with!(sqlx::PgConnection),
         }
     }
 }

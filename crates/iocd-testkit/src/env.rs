@@ -33,21 +33,36 @@ pub fn redis_url() -> Option<String> {
 }
 
 /// Both service URLs, for tests that need PostgreSQL and Redis; `None` (after one skip line
-/// per missing variable) unless both are set.
+/// naming what is missing) unless both are set.
 pub fn postgres_and_redis_urls() -> Option<(String, String)> {
-    let postgres = postgres_url();
-    let redis = redis_url();
-    Some((postgres?, redis?))
+    let postgres = set(POSTGRES_URL_VAR);
+    let redis = set(REDIS_URL_VAR);
+    if let (Some(postgres), Some(redis)) = (&postgres, &redis) {
+        return Some((postgres.clone(), redis.clone()));
+    }
+    let mut missing = Vec::new();
+    if postgres.is_none() {
+        missing.push(format!("{POSTGRES_URL_VAR}={POSTGRES_URL_EXAMPLE}"));
+    }
+    if redis.is_none() {
+        missing.push(format!("{REDIS_URL_VAR}={REDIS_URL_EXAMPLE}"));
+    }
+    skip(&format!("set {} to run", missing.join(" and ")));
+    None
 }
 
 fn service_url(variable: &str, example: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            skip(&format!("set {variable}={example} to run"));
-            None
-        }
+    let url = set(variable);
+    if url.is_none() {
+        skip(&format!("set {variable}={example} to run"));
     }
+    url
+}
+
+fn set(variable: &str) -> Option<String> {
+    std::env::var(variable)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// Prints `skipped <test>: <how to run it>` where the person running `cargo test` sees it.

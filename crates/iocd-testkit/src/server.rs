@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use iocd_server::identity::{register_app, NewAppCredentials, Role};
+use iocd_identity::{register_app, NewAppCredentials, Role};
 use iocd_server::{AppState, Server, ServerConfig};
 use iocd_store::IdentityStore;
 use reqwest::{Client, Method, RequestBuilder, Response};

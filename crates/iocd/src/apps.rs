@@ -1,7 +1,7 @@
 //! `iocd apps`: registering, listing and deleting the apps that may get tokens.
 
 use anyhow::{bail, Context};
-use iocd_server::identity::{register_app, RegisterError, Role};
+use iocd_identity::{register_app, RegisterError, Role};
 use iocd_store::AppRegistration;
 use serde_json::{json, Value};
 

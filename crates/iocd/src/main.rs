@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use iocd_ratelimit::{Policy, PolicyOverride};
-use iocd_server::identity::{
+use iocd_identity::{
     bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
 };
+use iocd_ratelimit::{Policy, PolicyOverride};
 use iocd_server::{AppState, DeleteStatus, RateLimitConfig, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 

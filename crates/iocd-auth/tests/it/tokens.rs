@@ -67,7 +67,7 @@ fn validator() -> TokenValidator {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
+    iocd_domain::time::system_now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
@@ -403,7 +403,10 @@ fn expired_tokens_are_refused_beyond_the_leeway_only() {
 #[test]
 fn a_token_issued_long_ago_is_expired_now() {
     let issued = signing_key()
-        .issue_at(&input(), SystemTime::now() - Duration::from_secs(2 * 3600))
+        .issue_at(
+            &input(),
+            iocd_domain::time::system_now() - Duration::from_secs(2 * 3600),
+        )
         .unwrap();
     let error = validator().validate(&issued.access_token).unwrap_err();
     assert!(matches!(error, TokenError::Expired { .. }), "{error:?}");
@@ -416,7 +419,10 @@ fn a_token_issued_long_ago_is_expired_now() {
 fn not_yet_valid_tokens_are_refused_beyond_the_leeway_only() {
     let future = |secs| {
         signing_key()
-            .issue_at(&input(), SystemTime::now() + Duration::from_secs(secs))
+            .issue_at(
+                &input(),
+                iocd_domain::time::system_now() + Duration::from_secs(secs),
+            )
             .unwrap()
             .access_token
     };
@@ -434,7 +440,7 @@ fn leeway_is_capped() {
     let issued = signing_key()
         .issue_at(
             &input(),
-            SystemTime::now() - Duration::from_secs(3599 + 400),
+            iocd_domain::time::system_now() - Duration::from_secs(3599 + 400),
         )
         .unwrap();
     // Asked for an hour of leeway, the validator allows five minutes: 400 s late is too late.

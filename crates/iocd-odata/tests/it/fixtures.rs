@@ -252,3 +252,54 @@ pub const PAGE_CASES: &[PageCase] = &[
     (&[("$top", "0")], &[]),
     (&[("$skip", "5")], &[]),
 ];
+
+/// Inserts [`rows`] with `$insert` (the dialect's `INSERT INTO indicators VALUES (…)` with 17
+/// placeholders) through `$executor`: one binding order for both databases.
+macro_rules! insert_fixture_rows {
+    ($insert:expr, $executor:expr) => {
+        for row in $crate::fixtures::rows() {
+            sqlx::query($insert)
+                .bind(row.id)
+                .bind(row.indicator_value)
+                .bind(row.indicator_type)
+                .bind(row.action)
+                .bind(row.severity)
+                .bind(row.application)
+                .bind(row.title)
+                .bind(row.created_by)
+                .bind(row.created_by_display_name)
+                .bind(row.last_updated_by)
+                .bind(row.external_id)
+                .bind(row.creation_time)
+                .bind(row.last_update_time)
+                .bind(row.expiration_time)
+                .bind(row.generate_alert)
+                .bind(row.rbac_group_names)
+                .bind(row.rbac_group_ids)
+                .execute($executor)
+                .await
+                .unwrap();
+        }
+    };
+}
+pub(crate) use insert_fixture_rows;
+
+/// Runs `$sql` with the compiled `$binds` through `$executor`; the ids it selects.
+macro_rules! selected_ids {
+    ($sql:expr, $binds:expr, $executor:expr) => {{
+        let mut query = sqlx::query($sql);
+        for bind in $binds {
+            query = match bind {
+                iocd_odata::SqlValue::Text(s) => query.bind(s.clone()),
+                iocd_odata::SqlValue::Int(i) => query.bind(*i),
+                iocd_odata::SqlValue::Bool(b) => query.bind(*b),
+            };
+        }
+        query.fetch_all($executor).await.map(|rows| {
+            rows.iter()
+                .map(|r| sqlx::Row::get::<i64, _>(r, 0))
+                .collect::<Vec<i64>>()
+        })
+    }};
+}
+pub(crate) use selected_ids;

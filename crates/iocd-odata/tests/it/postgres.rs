@@ -1,7 +1,7 @@
 //! Runs the compiled SQL against the real PostgreSQL at `IOCD_TEST_POSTGRES_URL` (skipped when it
 //! is unset). Each test works in a scratch database of its own, dropped afterwards.
 
-use crate::fixtures::{rows, FILTER_CASES, PAGE_CASES};
+use crate::fixtures::{insert_fixture_rows, selected_ids, FILTER_CASES, PAGE_CASES};
 use iocd_odata::{order_by_sql, parse_filter, parse_list_query, Dialect, SqlValue};
 use iocd_testkit::{env, ScratchDatabase};
 use sqlx::{Connection, PgConnection, Row as _};
@@ -44,31 +44,7 @@ impl FixtureDatabase {
                 .await
                 .unwrap();
         }
-        for row in rows() {
-            sqlx::query(
-                "INSERT INTO indicators VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)",
-            )
-            .bind(row.id)
-            .bind(row.indicator_value)
-            .bind(row.indicator_type)
-            .bind(row.action)
-            .bind(row.severity)
-            .bind(row.application)
-            .bind(row.title)
-            .bind(row.created_by)
-            .bind(row.created_by_display_name)
-            .bind(row.last_updated_by)
-            .bind(row.external_id)
-            .bind(row.creation_time)
-            .bind(row.last_update_time)
-            .bind(row.expiration_time)
-            .bind(row.generate_alert)
-            .bind(row.rbac_group_names)
-            .bind(row.rbac_group_ids)
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        }
+        insert_fixture_rows!("INSERT INTO indicators VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)", &mut connection);
         Some(FixtureDatabase {
             connection,
             _database: database,
@@ -76,16 +52,7 @@ impl FixtureDatabase {
     }
 
     async fn ids(&mut self, sql: &str, binds: &[SqlValue]) -> Result<Vec<i64>, sqlx::Error> {
-        let mut query = sqlx::query(sql);
-        for bind in binds {
-            query = match bind {
-                SqlValue::Text(s) => query.bind(s.clone()),
-                SqlValue::Int(i) => query.bind(*i),
-                SqlValue::Bool(b) => query.bind(*b),
-            };
-        }
-        let rows = query.fetch_all(&mut self.connection).await?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+        selected_ids!(sql, binds, &mut self.connection)
     }
 
     /// Reports every failure at once (the scratch database is dropped either way).

@@ -1,6 +1,6 @@
 //! Runs the compiled SQL against a real in-memory SQLite database and checks which rows match.
 
-use crate::fixtures::{rows, FILTER_CASES, PAGE_CASES};
+use crate::fixtures::{insert_fixture_rows, selected_ids, FILTER_CASES, PAGE_CASES};
 use iocd_odata::{order_by_sql, parse_filter, parse_list_query, Dialect, SqlValue, MAX_CONDITIONS};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Row as _, SqlitePool};
@@ -41,43 +41,15 @@ async fn database() -> SqlitePool {
         .execute(&pool)
         .await
         .unwrap();
-    for row in rows() {
-        sqlx::query("INSERT INTO indicators VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-            .bind(row.id)
-            .bind(row.indicator_value)
-            .bind(row.indicator_type)
-            .bind(row.action)
-            .bind(row.severity)
-            .bind(row.application)
-            .bind(row.title)
-            .bind(row.created_by)
-            .bind(row.created_by_display_name)
-            .bind(row.last_updated_by)
-            .bind(row.external_id)
-            .bind(row.creation_time)
-            .bind(row.last_update_time)
-            .bind(row.expiration_time)
-            .bind(row.generate_alert)
-            .bind(row.rbac_group_names)
-            .bind(row.rbac_group_ids)
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
+    insert_fixture_rows!(
+        "INSERT INTO indicators VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        &pool
+    );
     pool
 }
 
 async fn ids(pool: &SqlitePool, sql: &str, binds: &[SqlValue]) -> Result<Vec<i64>, sqlx::Error> {
-    let mut query = sqlx::query(sql);
-    for bind in binds {
-        query = match bind {
-            SqlValue::Text(s) => query.bind(s.clone()),
-            SqlValue::Int(i) => query.bind(*i),
-            SqlValue::Bool(b) => query.bind(*b),
-        };
-    }
-    let rows = query.fetch_all(pool).await?;
-    Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    selected_ids!(sql, binds, pool)
 }
 
 #[tokio::test]

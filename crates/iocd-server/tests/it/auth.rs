@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use iocd_auth::{SigningKey, TokenClaimsInput, TokenVersion};
-use iocd_server::identity::{ExternalIssuer, Role};
+use iocd_identity::{ExternalIssuer, Role};
 use iocd_server::ServerConfig;
 use iocd_testkit::*;
 use reqwest::Method;
@@ -389,7 +389,7 @@ fn unsigned_token(header: Value, claims: Value, signature: &[u8]) -> String {
 async fn every_bad_token_is_refused_with_401_and_a_challenge() {
     let server = TestServer::start().await;
     let key = server_key(&server).await;
-    let now = SystemTime::now();
+    let now = iocd_domain::time::system_now();
     let issue =
         |input: TokenClaimsInput, at: SystemTime| key.issue_at(&input, at).unwrap().access_token;
     let good = issue(own_claims(&server), now);
@@ -802,7 +802,7 @@ async fn replicas_starting_together_share_one_signing_key() {
         1
     );
     // The secret is stored only as an argon2id hash.
-    let creds = iocd_server::identity::register_app(
+    let creds = iocd_identity::register_app(
         c.identity.store().as_ref(),
         "tenant-a",
         "app",

@@ -63,7 +63,7 @@ async fn quota_refuses_creates_but_not_updates_and_expiry_frees_room() {
     for n in 0..4 {
         expect_ok(create(&server, n).await).await;
     }
-    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let expires_at = time::now() + chrono::Duration::seconds(2);
     let mut expiring = domain_request(4);
     expiring["expirationTime"] =
         json!(expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -84,9 +84,7 @@ async fn quota_refuses_creates_but_not_updates_and_expiry_frees_room() {
     assert_eq!(updated["title"], "updated while full");
 
     // Once the fifth expires, it is no longer returned and no longer counted.
-    let wait = (expires_at - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
+    let wait = (expires_at - time::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait + Duration::from_millis(1100)).await;
     let (status, _) = status_json(
         server

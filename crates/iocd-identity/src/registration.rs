@@ -1,0 +1,175 @@
+//! App registration, shared by `iocd apps create`, the development app and the test harnesses.
+
+use iocd_domain::time;
+use iocd_store::{AppInsertError, AppRegistration, IdentityStore};
+
+use crate::roles::Role;
+
+/// Names that cannot be tenant ids because they are (or shadow) paths of the server, plus
+/// Entra's pseudo-tenants, which mean something else to real clients.
+const RESERVED_TENANT_IDS: &[&str] = &[
+    "api",
+    "docs",
+    "health",
+    "openapi.json",
+    "common",
+    "organizations",
+    "consumers",
+];
+
+const MAX_TENANT_ID_CHARS: usize = 64;
+const MAX_DISPLAY_NAME_CHARS: usize = 256;
+
+/// A new app's credentials: the only time the secret exists outside the app's owner.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAppCredentials {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Why an app could not be registered; the text names the bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Hashing the secret on a blocking thread failed (the task panicked or was cancelled):
+    /// nothing the caller sent was wrong.
+    #[error("hashing the client secret failed: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] iocd_store::StoreError),
+}
+
+/// Checks a tenant id: 1–64 letters, digits, `-`, `_` or `.`, starting with a letter or digit
+/// (GUIDs as Entra uses them, or readable names), and not a reserved path name.
+pub fn validate_tenant_id(tenant_id: &str) -> Result<(), String> {
+    let valid_chars = tenant_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let starts_well = tenant_id
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !valid_chars || !starts_well || tenant_id.len() > MAX_TENANT_ID_CHARS {
+        return Err(format!(
+            "tenant id '{tenant_id}' is invalid: use 1 to {MAX_TENANT_ID_CHARS} letters, digits, '-', '_' or '.', starting with a letter or digit (a GUID, like Entra's tenant ids, is best)"
+        ));
+    }
+    if RESERVED_TENANT_IDS
+        .iter()
+        .any(|reserved| reserved.eq_ignore_ascii_case(tenant_id))
+    {
+        return Err(format!(
+            "tenant id '{tenant_id}' is reserved (it is a path of the server or an Entra pseudo-tenant); choose another"
+        ));
+    }
+    Ok(())
+}
+
+/// Registers an app: a new client id and secret, the secret stored only as an argon2id hash.
+pub async fn register_app(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    display_name: &str,
+    roles: &[Role],
+) -> Result<NewAppCredentials, RegisterError> {
+    validate_tenant_id(tenant_id).map_err(RegisterError::Invalid)?;
+    let display_name = display_name.trim();
+    if display_name.is_empty()
+        || display_name.chars().count() > MAX_DISPLAY_NAME_CHARS
+        || display_name.chars().any(char::is_control)
+    {
+        return Err(RegisterError::Invalid(format!(
+            "display name '{display_name}' is invalid: use 1 to {MAX_DISPLAY_NAME_CHARS} characters without control characters"
+        )));
+    }
+    let mut role_names: Vec<String> = Vec::new();
+    for role in roles {
+        if !role_names.iter().any(|r| r == role.as_str()) {
+            role_names.push(role.as_str().to_string());
+        }
+    }
+    let client_secret = iocd_auth::generate_client_secret();
+    let secret = client_secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
+        .await
+        .map_err(|e| RegisterError::Internal(e.to_string()))?;
+    let app = AppRegistration {
+        tenant_id: tenant_id.to_string(),
+        client_id: iocd_auth::generate_client_id(),
+        object_id: uuid::Uuid::new_v4().to_string(),
+        display_name: display_name.to_string(),
+        secret_hash,
+        roles: role_names,
+        created_at: time::now(),
+    };
+    match store.insert_app(&app).await {
+        Ok(()) => {}
+        // A random UUID v4 colliding is not going to happen; report it plainly if it does.
+        Err(AppInsertError::DuplicateClientId(id)) => {
+            return Err(RegisterError::Invalid(format!(
+                "client id {id} already exists; run the command again"
+            )))
+        }
+        Err(AppInsertError::Store(e)) => return Err(e.into()),
+    }
+    Ok(NewAppCredentials {
+        tenant_id: app.tenant_id,
+        client_id: app.client_id,
+        client_secret,
+    })
+}
+
+/// Display name of the app `iocd serve` creates on an empty database.
+pub const DEVELOPMENT_APP_NAME: &str = "iocd development app";
+
+/// On a database that has never had an app, creates a development tenant and a
+/// `Ti.ReadWrite.All` app in it and returns its credentials (to print once). Exactly one server
+/// does this even when several start together on one database; later starts return `None`.
+pub async fn bootstrap_development_app(
+    store: &dyn IdentityStore,
+) -> Result<Option<NewAppCredentials>, RegisterError> {
+    if !store.list_apps(None).await?.is_empty() {
+        return Ok(None);
+    }
+    if !store
+        .claim_bootstrap_step("development-app", time::now())
+        .await?
+    {
+        return Ok(None);
+    }
+    let tenant_id = uuid::Uuid::new_v4().to_string();
+    register_app(
+        store,
+        &tenant_id,
+        DEVELOPMENT_APP_NAME,
+        &[Role::ReadWriteAll],
+    )
+    .await
+    .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_checked() {
+        assert!(validate_tenant_id("6f1c2b4e-0000-4000-8000-00000000000a").is_ok());
+        assert!(validate_tenant_id("contoso.example").is_ok());
+        for bad in [
+            "",
+            "a/b",
+            "-x",
+            "{tenantid}",
+            "api",
+            "API",
+            "common",
+            &"x".repeat(65),
+        ] {
+            assert!(validate_tenant_id(bad).is_err(), "{bad}");
+        }
+    }
+}
