@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod identity;
+pub mod list;
 pub mod oauth;
 pub mod openapi;
 mod paths;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -124,7 +126,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/indicators",
-            post(handlers::submit_indicator).get(bulk::list_indicators),
+            post(handlers::submit_indicator).get(list::list_indicators),
         )
         .route("/indicators/import", post(bulk::import_indicators))
         .route(
@@ -243,12 +245,15 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does;
-        // the rewrite must happen before routing, so it wraps the router.
-        let app: transport::App = tower::ServiceExt::map_request(
-            self.router,
-            paths::canonicalise as fn(Request) -> Request,
-        );
+        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does,
+        // and with or without a trailing slash (`/api/indicators/`), which some connectors send;
+        // the rewrites must happen before routing, so they wrap the router (one app for every
+        // listener and tunnel).
+        let app: transport::App =
+            NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
+                self.router,
+                paths::canonicalise as fn(Request) -> Request,
+            ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;

@@ -26,8 +26,11 @@ use tower::ServiceExt;
 
 use crate::error::{ErrorBody, ErrorDetail};
 
-/// The application every listener serves: the router behind the case-insensitive path rewrite.
-pub(crate) type App = tower::util::MapRequest<Router, fn(Request) -> Request>;
+/// The application every listener serves: the router behind the path rewrites (case, trailing
+/// slash).
+pub(crate) type App = tower_http::normalize_path::NormalizePath<
+    tower::util::MapRequest<Router, fn(Request) -> Request>,
+>;
 
 /// A request extension: the request arrived over TLS (the HTTPS listener or a CONNECT tunnel),
 /// so the URLs iocd makes up for it use `https`.

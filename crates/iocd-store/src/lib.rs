@@ -12,6 +12,7 @@ mod listing;
 pub mod postgres;
 mod protocol;
 mod rows;
+mod sql;
 pub mod sqlite;
 mod writer;
 
