@@ -44,7 +44,8 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    // Boxed: the server's settings dwarf every other command's.
+    Serve(Box<ServeArgs>),
     /// Manage the apps (client id + secret + roles) that may get tokens.
     #[command(subcommand)]
     Apps(AppsCommand),
@@ -344,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Apps(command) => run_apps(command).await,
         Command::Token(args) => run_token(args).await,
         Command::Import(args) => {
