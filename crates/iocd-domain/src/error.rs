@@ -1,8 +1,13 @@
 use std::fmt;
 
-/// Error codes of the Defender API's error body (`error.code`) that validation can produce.
+/// Every code the API puts in its error body (`error.code`): the one list of them.
+///
+/// They are names of the Defender API's contract, so they live beside the rules that produce
+/// most of them; which HTTP status goes with a code is the HTTP crate's business. Validation
+/// produces only the first group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    // What validation of a submission produces.
     InvalidRequestBody,
     InvalidInput,
     MissingRequiredParameter,
@@ -10,6 +15,23 @@ pub enum ErrorCode {
     InvalidIpAddress,
     InvalidDomainName,
     InvalidUrl,
+    // What the API adds around validation.
+    /// A request the API cannot process for a reason none of the other codes names (the
+    /// tenant's quota, an unexpected 4xx status).
+    BadRequest,
+    /// An OData query option (`$filter`, `$top`, …) that does not parse.
+    ODataError,
+    /// More than 500 items in an import or a BatchDelete.
+    MaximumBatchSizeExceeded,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    TooManyRequests,
+    InternalServerError,
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -22,7 +44,25 @@ impl ErrorCode {
             ErrorCode::InvalidIpAddress => "InvalidIpAddress",
             ErrorCode::InvalidDomainName => "InvalidDomainName",
             ErrorCode::InvalidUrl => "InvalidUrl",
+            ErrorCode::BadRequest => "BadRequest",
+            ErrorCode::ODataError => "ODataError",
+            ErrorCode::MaximumBatchSizeExceeded => "MaximumBatchSizeExceeded",
+            ErrorCode::Unauthorized => "Unauthorized",
+            ErrorCode::Forbidden => "Forbidden",
+            ErrorCode::NotFound => "NotFound",
+            ErrorCode::MethodNotAllowed => "MethodNotAllowed",
+            ErrorCode::RequestEntityTooLarge => "RequestEntityTooLarge",
+            ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
+            ErrorCode::TooManyRequests => "TooManyRequests",
+            ErrorCode::InternalServerError => "InternalServerError",
+            ErrorCode::ServiceUnavailable => "ServiceUnavailable",
         }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -275,7 +275,8 @@ fn encode_cell(field: &Field, value: &Value) -> Result<String, String> {
         },
         Kind::List => match value {
             Value::Array(items) => Ok(encode_list(items)),
-            // §5.1 documents rbacGroupNames as a comma-separated string; write it as the list it means.
+            // docs/reference §5.1 documents rbacGroupNames as a comma-separated string; write it as
+            // the list it means.
             Value::String(text) => Ok(encode_list(
                 &split_list(text)
                     .into_iter()

@@ -1,5 +1,5 @@
-//! The client-settable fields of an indicator (§5.1 plus the undocumented fields the service
-//! accepts), in the one order every exporter writes them.
+//! The client-settable fields of an indicator (docs/reference §5.1 plus the undocumented fields
+//! the service accepts), in the one order every exporter writes them.
 
 /// How a field's value is shaped, which decides how it is written to a CSV cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,8 @@ pub(crate) const CLIENT_FIELDS: [Field; 24] = [
     field("certificateInfo", "CertificateInfo", Kind::Json, false),
 ];
 
-/// The portal template's column order (§11.11), which exported CSV keeps before iocd's extra columns.
+/// The portal template's column order (docs/reference §11.11), which exported CSV keeps before
+/// iocd's extra columns.
 const PORTAL_CSV_ORDER: [&str; 12] = [
     "indicatorType",
     "indicatorValue",
@@ -89,7 +90,7 @@ const PORTAL_CSV_ORDER: [&str; 12] = [
     "generateAlert",
 ];
 
-/// Columns a CSV header must have: the fields the API requires (§5.1).
+/// Columns a CSV header must have: the fields the API requires (docs/reference §5.1).
 pub(crate) const REQUIRED_CSV_FIELDS: [&str; 5] = [
     "indicatorType",
     "indicatorValue",

@@ -24,7 +24,7 @@
 //!
 //! # CSV
 //! Header row, then one row per indicator; RFC 4180 quoting (only where needed), CRLF line
-//! ends, UTF-8 without BOM. Columns, the portal template's twelve first (§11.11):
+//! ends, UTF-8 without BOM. Columns, the portal template's twelve first (docs/reference §11.11):
 //!
 //! `IndicatorType, IndicatorValue, ExpirationTime, Action, Severity, Title, Description,
 //! RecommendedActions, RbacGroups, Category, MitreTechniques, GenerateAlert`, then iocd's

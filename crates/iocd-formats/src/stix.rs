@@ -426,7 +426,8 @@ fn pattern_for(indicator_type: &str, value: &str) -> Result<String, String> {
         "FileMd5" => "file:hashes.MD5",
         "FileSha1" => "file:hashes.'SHA-1'",
         "FileSha256" => "file:hashes.'SHA-256'",
-        // The thumbprint's algorithm is undocumented (§11.5); SHA-1 unless it has SHA-256's length.
+        // The thumbprint's algorithm is undocumented (docs/reference §11.5); SHA-1 unless it has
+        // SHA-256's length.
         "CertificateThumbprint" if value.len() == 64 => "x509-certificate:hashes.'SHA-256'",
         "CertificateThumbprint" => "x509-certificate:hashes.'SHA-1'",
         "IpAddress" if value.contains(':') => "ipv6-addr:value",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use iocd_auth::{DEFAULT_LEEWAY_SECS, DEFAULT_TOKEN_LIFETIME};
 
 /// The resources (token audiences) real Defender clients ask for: both API hosts, the legacy
-/// host, the service's app-ID URI and its first-party application id (§2.1, §2.2).
+/// host, the service's app-ID URI and its first-party application id (docs/reference §2.1, §2.2).
 pub const DEFAULT_AUDIENCES: &[&str] = &[
     "https://api.securitycenter.microsoft.com",
     "https://api.security.microsoft.com",

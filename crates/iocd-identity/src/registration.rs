@@ -34,6 +34,10 @@ pub struct NewAppCredentials {
 pub enum RegisterError {
     #[error("{0}")]
     Invalid(String),
+    /// Hashing the secret on a blocking thread failed (the task panicked or was cancelled):
+    /// nothing the caller sent was wrong.
+    #[error("hashing the client secret failed: {0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] iocd_store::StoreError),
 }
@@ -91,7 +95,7 @@ pub async fn register_app(
     let secret = client_secret.clone();
     let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
         .await
-        .map_err(|e| RegisterError::Invalid(format!("hashing the secret failed: {e}")))?;
+        .map_err(|e| RegisterError::Internal(e.to_string()))?;
     let app = AppRegistration {
         tenant_id: tenant_id.to_string(),
         client_id: iocd_auth::generate_client_id(),

@@ -65,14 +65,22 @@ impl Caller {
         })
     }
 
-    /// The indicators this caller may see and change: all of the tenant's with
-    /// `Ti.ReadWrite.All` (or, for reading, `Ti.Read.All`), otherwise only its own.
-    pub fn scope(&self, writing: bool) -> Scope {
-        let all = self.roles.contains(&Role::ReadWriteAll)
-            || (!writing && self.roles.contains(&Role::ReadAll));
+    /// The indicators this caller may read: all of the tenant's with `Ti.Read.All` or
+    /// `Ti.ReadWrite.All`, otherwise only those it created.
+    pub fn read_scope(&self) -> Scope {
+        self.scope(self.roles.contains(&Role::ReadAll) || self.roles.contains(&Role::ReadWriteAll))
+    }
+
+    /// The indicators this caller may change: all of the tenant's with `Ti.ReadWrite.All`,
+    /// otherwise only those it created.
+    pub fn write_scope(&self) -> Scope {
+        self.scope(self.roles.contains(&Role::ReadWriteAll))
+    }
+
+    fn scope(&self, tenant_wide: bool) -> Scope {
         Scope {
             tenant_id: self.tenant_id.clone(),
-            owner: if all {
+            owner: if tenant_wide {
                 None
             } else {
                 Some(self.client_id.clone())
@@ -114,7 +122,7 @@ mod tests {
             refusal.to_string(),
             "Missing application roles. API required roles: Ti.ReadWrite.All, Ti.ReadWrite"
         );
-        assert_eq!(reader.scope(false).owner, None);
-        assert_eq!(reader.scope(true).owner.as_deref(), Some("c"));
+        assert_eq!(reader.read_scope().owner, None);
+        assert_eq!(reader.write_scope().owner.as_deref(), Some("c"));
     }
 }

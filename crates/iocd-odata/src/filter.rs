@@ -9,6 +9,7 @@
 //!            | function "(" name "," string ")" [ ("eq" | "ne") ("true" | "false") ]
 //!            | list_property "/" ("any" | "all") "(" [ variable ":" or_expr ] ")"
 //!            | name operator literal
+//!            | name "in" ( "(" literal { "," literal } ")" | "[" literal { "," literal } "]" )
 //! ```
 //! `not` applies to the whole comparison that follows (`not title eq 'x'`), which is what people mean
 //! even though strict OData would bind it to `title` alone.
@@ -33,6 +34,12 @@ pub enum Expr {
         target: Target,
         op: ComparisonOp,
         value: Value,
+    },
+    /// `target in (v1, v2, …)`: equal to one of the values, each already typed like an `eq`'s.
+    /// Never empty and never holding `Null`.
+    In {
+        target: Target,
+        values: Vec<Value>,
     },
     /// `contains/startswith/endswith(target, needle)`, case-insensitive.
     TextMatch {
@@ -115,7 +122,7 @@ pub const MAX_CONDITIONS: usize = 500;
 /// Words that can never be a property or lambda variable, so finding one where a name is
 /// expected gets a "expected …" message rather than "unknown property 'and'".
 const RESERVED: &[&str] = &[
-    "and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le", "true", "false", "null",
+    "and", "or", "not", "eq", "ne", "gt", "ge", "lt", "le", "in", "true", "false", "null",
 ];
 
 /// Parses and type-checks a `$filter` value against the indicator catalogue.
@@ -340,8 +347,11 @@ impl Parser {
             TokenKind::Name(word) => ComparisonOp::from_keyword(word),
             _ => None,
         };
+        if op_token.is_keyword("in") {
+            return self.in_list(target, &op_token);
+        }
         let Some(op) = op else {
-            if op_token.is_keyword("in") || op_token.is_keyword("has") {
+            if op_token.is_keyword("has") {
                 return Err(error_at(
                     op_token.pos,
                     format!(
@@ -359,6 +369,14 @@ impl Parser {
             ));
         };
         let literal = self.advance()?;
+        self.check_literal(&op_token, &literal)?;
+        let (kind, display_name) = self.describe_target(target);
+        let value = typed_value(kind, &display_name, op, &op_token, &literal)?;
+        Ok(Expr::Comparison { target, op, value })
+    }
+
+    /// Refuses anything but a literal where a comparison needs one, with a hint at the mistake.
+    fn check_literal(&self, op_token: &Token, literal: &Token) -> Result<(), ODataError> {
         let is_literal = match &literal.kind {
             TokenKind::Str(_) | TokenKind::Int(_) | TokenKind::DateTime(_) => true,
             TokenKind::Name(_) => {
@@ -385,9 +403,71 @@ impl Parser {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The values after `in`: `('a','b')` or, as ASP.NET OData also accepts, `['a','b']`. Each
+    /// is typed as an `eq` would type it; every value after the first counts as a condition.
+    fn in_list(&mut self, target: Target, in_token: &Token) -> Result<Expr, ODataError> {
+        let open = self.advance()?;
+        let close = match open.kind {
+            TokenKind::LParen => TokenKind::RParen,
+            TokenKind::LBracket => TokenKind::RBracket,
+            _ => {
+                return Err(expected(
+                    format_args!(
+                        "'(' or '[' after '{}' (a list such as ('a','b'))",
+                        in_token.text
+                    ),
+                    &open,
+                ))
+            }
+        };
+        let closer = if close == TokenKind::RParen { ')' } else { ']' };
         let (kind, display_name) = self.describe_target(target);
-        let value = typed_value(kind, &display_name, op, &op_token, &literal)?;
-        Ok(Expr::Comparison { target, op, value })
+        let mut values = Vec::new();
+        loop {
+            let literal = self.advance()?;
+            if literal.kind == close && values.is_empty() {
+                return Err(error_at(
+                    literal.pos,
+                    format!("'{}' needs at least one value", in_token.text),
+                ));
+            }
+            self.check_literal(in_token, &literal)?;
+            if literal.is_keyword("null") {
+                return Err(error_at(
+                    literal.pos,
+                    format!(
+                        "null cannot be in an '{}' list; write {display_name} eq null as a condition of its own",
+                        in_token.text
+                    ),
+                ));
+            }
+            if !values.is_empty() {
+                self.count_condition(literal.pos)?;
+            }
+            values.push(typed_value(
+                kind,
+                &display_name,
+                ComparisonOp::Eq,
+                in_token,
+                &literal,
+            )?);
+            let separator = self.advance()?;
+            if separator.kind == close {
+                return Ok(Expr::In { target, values });
+            }
+            if separator.kind != TokenKind::Comma {
+                return Err(expected(
+                    format_args!(
+                        "',' or '{closer}' to close the list at position {}",
+                        open.pos
+                    ),
+                    &separator,
+                ));
+            }
+        }
     }
 
     /// The kind that governs literals for `target` and the name to use in messages.

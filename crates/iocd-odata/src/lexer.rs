@@ -14,6 +14,9 @@ pub(crate) enum TokenKind {
     DateTime(i64),
     LParen,
     RParen,
+    /// `[` and `]`: only around the values of `in`, a form ASP.NET OData accepts.
+    LBracket,
+    RBracket,
     Comma,
     Slash,
     Colon,
@@ -82,11 +85,13 @@ impl Lexer {
             });
         };
         let kind = match c {
-            '(' | ')' | ',' | '/' | ':' => {
+            '(' | ')' | '[' | ']' | ',' | '/' | ':' => {
                 self.at += 1;
                 match c {
                     '(' => TokenKind::LParen,
                     ')' => TokenKind::RParen,
+                    '[' => TokenKind::LBracket,
+                    ']' => TokenKind::RBracket,
                     ',' => TokenKind::Comma,
                     '/' => TokenKind::Slash,
                     _ => TokenKind::Colon,
@@ -184,7 +189,7 @@ impl Lexer {
                 while self
                     .chars
                     .get(self.at)
-                    .is_some_and(|c| !c.is_whitespace() && !matches!(c, '(' | ')' | ','))
+                    .is_some_and(|c| !c.is_whitespace() && !matches!(c, '(' | ')' | ']' | ','))
                 {
                     self.at += 1;
                 }

@@ -121,6 +121,16 @@ fn sql_operator(op: ComparisonOp) -> &'static str {
     }
 }
 
+/// The bind value of a literal; `None` for `null`, which SQL tests with `IS NULL` instead.
+fn sql_value(value: &Value) -> Option<SqlValue> {
+    match value {
+        Value::Null => None,
+        Value::Text(s) => Some(SqlValue::Text(s.clone())),
+        Value::Int(i) | Value::DateTime(i) => Some(SqlValue::Int(*i)),
+        Value::Bool(b) => Some(SqlValue::Bool(*b)),
+    }
+}
+
 impl SqlWriter {
     fn bind(&mut self, value: SqlValue) {
         match self.dialect {
@@ -162,6 +172,7 @@ impl SqlWriter {
                 }
             }
             Expr::Comparison { target, op, value } => self.comparison(*target, *op, value, negated),
+            Expr::In { target, values } => self.in_list(*target, values, negated),
             Expr::TextMatch {
                 target,
                 function,
@@ -190,16 +201,11 @@ impl SqlWriter {
 
     fn comparison(&mut self, target: Target, op: ComparisonOp, value: &Value, negated: bool) {
         let column = self.column(target);
-        let bind = match value {
-            Value::Null => {
-                let is_null = (op == ComparisonOp::Eq) != negated;
-                let test = if is_null { "IS NULL" } else { "IS NOT NULL" };
-                self.sql.push_str(&format!("{column} {test}"));
-                return;
-            }
-            Value::Text(s) => SqlValue::Text(s.clone()),
-            Value::Int(i) | Value::DateTime(i) => SqlValue::Int(*i),
-            Value::Bool(b) => SqlValue::Bool(*b),
+        let Some(bind) = sql_value(value) else {
+            let is_null = (op == ComparisonOp::Eq) != negated;
+            let test = if is_null { "IS NULL" } else { "IS NOT NULL" };
+            self.sql.push_str(&format!("{column} {test}"));
+            return;
         };
         // `ne` is a negated `eq`, so that it picks up the NULL rule below.
         let (op, negated) = if op == ComparisonOp::Ne {
@@ -212,6 +218,22 @@ impl SqlWriter {
             w.sql
                 .push_str(&format!("{column} {} ", sql_operator(effective)));
             w.bind(bind);
+        });
+    }
+
+    /// `column IN (…)`, which both databases serve from the column's index like an `=`.
+    fn in_list(&mut self, target: Target, values: &[Value], negated: bool) {
+        let column = self.column(target);
+        let not = if negated { "NOT " } else { "" };
+        self.with_null_fallback(target, negated, |w| {
+            w.sql.push_str(&format!("{column} {not}IN ("));
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    w.sql.push_str(", ");
+                }
+                w.bind(sql_value(value).expect("the parser keeps null out of 'in' lists"));
+            }
+            w.sql.push(')');
         });
     }
 

@@ -1,8 +1,9 @@
 //! Rate limiting for iocd's Indicators API, per (tenant, application, endpoint family).
 //!
-//! Microsoft Defender for Endpoint throttles each API "per application + tenant" (reference §10.3):
-//! 100 calls per minute and 1,500 per hour for submit/list/get/delete, 30 per minute for import,
-//! 30 per minute and 1,500 per hour for batch delete. [`Policy::mde_defaults`] encodes those numbers.
+//! Microsoft Defender for Endpoint throttles each API "per application + tenant"
+//! (docs/reference §10.3): 100 calls per minute and 1,500 per hour for submit/list/get/delete,
+//! 30 per minute for import, 30 per minute and 1,500 per hour for batch delete.
+//! [`Policy::mde_defaults`] encodes those numbers.
 //!
 //! Every window is a GCRA ("generic cell rate algorithm") meter with burst = limit: `limit` calls may
 //! arrive at once, then one more every `period / limit`. A call is admitted only if *every* window of its

@@ -62,8 +62,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The documented MDE limits (reference §0): 100/min + 1,500/h for submit, list, get and delete;
-    /// 30/min for import (no hourly figure is documented); 30/min + 1,500/h for batch delete.
+    /// The documented MDE limits (docs/reference §0): 100/min + 1,500/h for submit, list, get
+    /// and delete; 30/min for import (no hourly figure is documented); 30/min + 1,500/h for
+    /// batch delete.
     pub fn mde_defaults() -> Self {
         let single_item = vec![Window::per_minute(100), Window::per_hour(1_500)];
         Policy::unlimited()

@@ -1,130 +1,23 @@
-//! Collection handlers: list with OData query options, batch import, batch delete.
+//! Batch handlers: import and BatchDelete, up to 500 items each.
 //! Thin like the others: parse the request, call the store once, shape the response.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use iocd_domain::{parse_submission, time, Submission, ValidationError};
-use iocd_odata::{parse_list_query, ListQuery, ODataError, MAX_TOP};
-use iocd_store::{DeleteOutcome, ListRequest};
+use iocd_store::DeleteOutcome;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody};
-use crate::extract::{JsonBody, ODataBase};
-use crate::handlers::{odata_json, CollectionEnvelope};
-use crate::identity::{Caller, READ_ROLES, WRITE_ROLES};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::extract::JsonBody;
+use crate::handlers::odata_json;
+use crate::identity::{Caller, WRITE_ROLES};
 use crate::AppState;
 
 /// Most indicators per import and most ids per BatchDelete (the reference's limit).
 pub const MAX_BATCH: usize = 500;
-
-impl From<ODataError> for ApiError {
-    fn from(e: ODataError) -> Self {
-        ApiError::bad_request("ODataError", format!("Invalid OData URI query: {e}"))
-    }
-}
-
-/// The query string's parameters, percent- and form-decoded (`%24filter` is `$filter`, `+` is
-/// a space), in order.
-fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect()
-}
-
-/// The value of an OData option as the client sent it (matched as the parser matches it).
-fn option_text<'a>(pairs: &'a [(String, String)], option: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case(option))
-        .map(|(_, value)| value.as_str())
-}
-
-/// The absolute URL of the page after this one: the same `$filter`, `$orderby` and `$top`,
-/// the next `$skip`. Parameters that are not OData options are not repeated.
-fn next_link(
-    base: &ODataBase,
-    pairs: &[(String, String)],
-    query: &ListQuery,
-    next_skip: u64,
-) -> String {
-    let mut link = format!("{}/indicators?", base.0);
-    let mut first = true;
-    let mut add = |name: &str, value: &str| {
-        if !first {
-            link.push('&');
-        }
-        first = false;
-        link.push_str(name);
-        link.push('=');
-        link.extend(form_urlencoded::byte_serialize(value.as_bytes()));
-    };
-    for option in ["$filter", "$orderby"] {
-        if let Some(text) = option_text(pairs, option) {
-            add(option, text);
-        }
-    }
-    if let Some(top) = query.top {
-        add("$top", &top.to_string());
-    }
-    add("$skip", &next_skip.to_string());
-    link
-}
-
-/// List indicators.
-#[utoipa::path(
-    get,
-    path = "/api/indicators",
-    tag = "indicators",
-    params(
-        ("$filter" = Option<String>, Query, description = "OData filter: eq ne gt ge lt le, and or not, parentheses, contains/startswith/endswith, rbacGroupNames/any(g: g eq 'x'). Percent-encoded names (%24filter) are accepted."),
-        ("$top" = Option<u32>, Query, description = "Page size, at most 10000 (the default)."),
-        ("$skip" = Option<u64>, Query, description = "Rows to skip."),
-        ("$orderby" = Option<String>, Query, description = "Comma-separated `property [asc|desc]`; id breaks ties."),
-    ),
-    responses(
-        (status = 200, description = "One page; `@odata.nextLink` is present when more rows remain", body = IndicatorCollection),
-        (status = 400, description = "Invalid OData query (code ODataError); the message names the position and what was expected", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn list_indicators(
-    State(app): State<AppState>,
-    caller: Caller,
-    base: ODataBase,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    caller.require(READ_ROLES)?;
-    let pairs = query_pairs(raw.as_deref());
-    let query = parse_list_query(&pairs)?;
-    let take = u64::from(query.top.unwrap_or(MAX_TOP));
-    let request = ListRequest {
-        filter: query.filter.clone(),
-        order_by: query.order_by.clone(),
-        skip: query.skip,
-        take,
-    };
-    let page = app
-        .store
-        .list(&caller.scope(false), &request, time::now())
-        .await?;
-    // `$top=0` asks for no rows; a link to the "next" empty page would never end.
-    let next = (page.more && take > 0).then(|| {
-        next_link(
-            &base,
-            &pairs,
-            &query,
-            query.skip + page.indicators.len() as u64,
-        )
-    });
-    Ok(odata_json(&CollectionEnvelope {
-        context: base.collection_context(),
-        value: &page.indicators,
-        next_link: next,
-    }))
-}
 
 /// The array under `name` in a batch body, or a 400 naming what is wrong with the body.
 fn batch_array<'a>(body: &'a Value, name: &str, element: &str) -> Result<&'a [Value], ApiError> {
@@ -132,14 +25,14 @@ fn batch_array<'a>(body: &'a Value, name: &str, element: &str) -> Result<&'a [Va
         format!("expected a JSON object {{\"{name}\": [...]}} with up to {MAX_BATCH} {element}");
     let Some(object) = body.as_object() else {
         return Err(ApiError::bad_request(
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("Invalid request body: {expected}."),
         ));
     };
     match object.get(name) {
         Some(Value::Array(items)) => Ok(items),
         Some(_) => Err(ApiError::bad_request(
-            "InvalidRequestBody",
+            ErrorCode::InvalidRequestBody,
             format!("Invalid request body: '{name}' must be an array; {expected}."),
         )),
         None => {
@@ -149,7 +42,7 @@ fn batch_array<'a>(body: &'a Value, name: &str, element: &str) -> Result<&'a [Va
                 .map(|key| format!(" ('{key}' was sent; property names are case-sensitive)"))
                 .unwrap_or_default();
             Err(ApiError::bad_request(
-                "MissingRequiredParameter",
+                ErrorCode::MissingRequiredParameter,
                 format!("Invalid request body: '{name}' is missing{hint}; {expected}."),
             ))
         }
@@ -158,7 +51,7 @@ fn batch_array<'a>(body: &'a Value, name: &str, element: &str) -> Result<&'a [Va
 
 fn batch_too_large(received: usize) -> ApiError {
     ApiError::bad_request(
-        "MaximumBatchSizeExceeded",
+        ErrorCode::MaximumBatchSizeExceeded,
         format!("Maximum batch size exceeded. Received: {received}, allowed: {MAX_BATCH}."),
     )
 }
@@ -238,7 +131,7 @@ pub async fn import_indicators(
     let mut stored = app
         .store
         .submit(
-            &caller.scope(true),
+            &caller.write_scope(),
             &caller.actor(),
             valid,
             app.write_limits(),
@@ -286,7 +179,7 @@ fn batch_id(index: usize, raw: &Value) -> Result<i64, ApiError> {
     };
     id.filter(|id| *id > 0).ok_or_else(|| {
         ApiError::bad_request(
-            "InvalidInput",
+            ErrorCode::InvalidInput,
             format!("Invalid input IndicatorIds[{index}]: {raw} is not an indicator id (a positive integer, sent as a string)."),
         )
     })
@@ -314,7 +207,7 @@ pub async fn batch_delete_indicators(
     let raw_ids = batch_array(&body, "IndicatorIds", "ids")?;
     if raw_ids.is_empty() {
         return Err(ApiError::bad_request(
-            "InvalidInput",
+            ErrorCode::InvalidInput,
             "Invalid input IndicatorIds: the list is empty; send 1 to 500 ids.",
         ));
     }
@@ -328,7 +221,7 @@ pub async fn batch_delete_indicators(
         .collect::<Result<Vec<i64>, ApiError>>()?;
     match app
         .store
-        .delete(&caller.scope(true), &ids, time::now())
+        .delete(&caller.write_scope(), &ids, time::now())
         .await?
     {
         DeleteOutcome::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -340,17 +233,4 @@ pub async fn batch_delete_indicators(
             )))
         }
     }
-}
-
-/// A page of `GET /api/indicators`, for the OpenAPI document.
-#[allow(dead_code)]
-#[derive(ToSchema)]
-pub struct IndicatorCollection {
-    #[serde(rename = "@odata.context")]
-    #[schema(example = "https://iocd.example.com/api/$metadata#Indicators")]
-    context: String,
-    value: Vec<iocd_domain::Indicator>,
-    /// Present when more rows remain: the absolute URL of the next page.
-    #[serde(rename = "@odata.nextLink")]
-    next_link: Option<String>,
 }

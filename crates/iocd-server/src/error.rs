@@ -10,7 +10,10 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+pub use iocd_domain::ErrorCode;
 use iocd_domain::ValidationError;
+use iocd_identity::MissingRoles;
+use iocd_odata::ODataError;
 use iocd_store::{ItemError, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,14 +23,14 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Extra response headers (`Allow`, `Retry-After`, `WWW-Authenticate`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -36,22 +39,22 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
+            ErrorCode::InternalServerError,
             "An internal error occurred; retry the operation. The request id identifies it in the server log.",
         )
     }
@@ -64,7 +67,7 @@ impl ApiError {
 
 impl From<ValidationError> for ApiError {
     fn from(e: ValidationError) -> Self {
-        ApiError::bad_request(e.code.as_str(), e.message)
+        ApiError::bad_request(e.code, e.message)
     }
 }
 
@@ -79,13 +82,28 @@ impl From<ItemError> for ApiError {
     fn from(e: ItemError) -> Self {
         match e {
             ItemError::QuotaExceeded { limit } => ApiError::bad_request(
-                "BadRequest",
+                ErrorCode::BadRequest,
                 format!("Max capacity exceeded: the tenant already has {limit} active indicators, the most it may hold. Delete indicators or let them expire to make room; updates of existing indicators still work."),
             ),
             ItemError::NotOwner { id } => ApiError::forbidden(format!(
                 "Indicator {id} has the same type, value and action but was created by another application; an application with Ti.ReadWrite may change only the indicators it created (Ti.ReadWrite.All manages all of the tenant's)."
             )),
         }
+    }
+}
+
+impl From<MissingRoles> for ApiError {
+    fn from(missing: MissingRoles) -> Self {
+        ApiError::forbidden(missing.to_string())
+    }
+}
+
+impl From<ODataError> for ApiError {
+    fn from(e: ODataError) -> Self {
+        ApiError::bad_request(
+            ErrorCode::ODataError,
+            format!("Invalid OData URI query: {e}"),
+        )
     }
 }
 
@@ -97,7 +115,7 @@ pub struct PassThroughError;
 /// The code and message of an error response, waiting for its request id.
 #[derive(Debug, Clone)]
 struct ErrorPayload {
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
@@ -151,7 +169,7 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
     };
     let body = ErrorBody {
         error: ErrorDetail {
-            code: payload.code.to_string(),
+            code: payload.code.as_str().to_string(),
             message: payload.message,
             target: request_id,
         },
@@ -170,23 +188,23 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
 fn default_payload(status: StatusCode) -> ErrorPayload {
     let (code, message) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (
-            "MethodNotAllowed",
+            ErrorCode::MethodNotAllowed,
             "This route does not accept that HTTP method; the Allow header lists the ones it does.",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "RequestEntityTooLarge",
+            ErrorCode::RequestEntityTooLarge,
             "The request body is larger than the server accepts.",
         ),
-        StatusCode::NOT_FOUND => ("NotFound", "No such resource."),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "No such resource."),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-            "UnsupportedMediaType",
+            ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/json.",
         ),
         s if s.is_server_error() => (
-            "InternalServerError",
+            ErrorCode::InternalServerError,
             "An internal error occurred; retry the operation.",
         ),
-        _ => ("BadRequest", "The request could not be processed."),
+        _ => (ErrorCode::BadRequest, "The request could not be processed."),
     };
     ErrorPayload {
         code,

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// A JSON request body: `Content-Type: application/json` (parameters such as `charset`
@@ -31,7 +31,7 @@ impl FromRequest<AppState> for JsonBody {
         if mime != "application/json" && !mime.ends_with("+json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
+                ErrorCode::UnsupportedMediaType,
                 if content_type.is_empty() {
                     "Content-Type is missing; send the body as application/json.".to_string()
                 } else {
@@ -44,25 +44,25 @@ impl FromRequest<AppState> for JsonBody {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "RequestEntityTooLarge",
+                    ErrorCode::RequestEntityTooLarge,
                     format!("The request body is larger than the limit of {limit} bytes."),
                 )
             } else {
                 ApiError::bad_request(
-                    "InvalidRequestBody",
+                    ErrorCode::InvalidRequestBody,
                     format!("Invalid request body: {}", rejection.body_text()),
                 )
             }
         })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
-                "InvalidRequestBody",
+                ErrorCode::InvalidRequestBody,
                 "Invalid request body: the body is empty; send the indicator as a JSON object.",
             ));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::bad_request(
-                "InvalidRequestBody",
+                ErrorCode::InvalidRequestBody,
                 format!("Invalid request body: not valid JSON ({e})."),
             )
         })
@@ -124,7 +124,7 @@ impl FromRequestParts<AppState> for ODataBase {
 pub fn parse_indicator_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         ApiError::bad_request(
-            "InvalidInput",
+            ErrorCode::InvalidInput,
             format!("Invalid input id: '{raw}' is not an indicator id (a positive integer)."),
         )
     })

@@ -83,7 +83,7 @@ pub async fn submit_indicator(
     let mut results = app
         .store
         .submit(
-            &caller.scope(true),
+            &caller.write_scope(),
             &caller.actor(),
             vec![submission],
             app.write_limits(),
@@ -114,7 +114,7 @@ pub async fn get_indicator(
 ) -> Result<Response, ApiError> {
     caller.require(READ_ROLES)?;
     let id = parse_indicator_id(&id)?;
-    match app.store.get(&caller.scope(false), id, time::now()).await? {
+    match app.store.get(&caller.read_scope(), id, time::now()).await? {
         Some(indicator) => Ok(entity_response(&base, &indicator)),
         None => Err(ApiError::not_found(format!(
             "Indicator {id} was not found."
@@ -143,7 +143,7 @@ pub async fn delete_indicator(
     let id = parse_indicator_id(&id)?;
     match app
         .store
-        .delete(&caller.scope(true), &[id], time::now())
+        .delete(&caller.write_scope(), &[id], time::now())
         .await?
     {
         DeleteOutcome::Deleted(_) => Ok(app.config.delete_status.into_response()),

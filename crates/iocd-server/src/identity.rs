@@ -10,10 +10,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use iocd_auth::TokenError;
-use iocd_identity::{AuthenticationError, MissingRoles};
+use iocd_identity::AuthenticationError;
 pub use iocd_identity::{Caller, Role, TokenAuthenticator, READ_ROLES, WRITE_ROLES};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 #[async_trait]
@@ -37,17 +37,11 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-impl From<MissingRoles> for ApiError {
-    fn from(missing: MissingRoles) -> Self {
-        ApiError::forbidden(missing.to_string())
-    }
-}
-
 /// A 401 in the API's error shape, with the RFC 6750 challenge.
 fn unauthorized(message: String, challenge: String) -> ApiError {
     let challenge = HeaderValue::from_str(&challenge)
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
-    ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
         .with_header(header::WWW_AUTHENTICATE, challenge)
 }
 
@@ -118,7 +112,7 @@ impl Authenticator for TokenAuthenticator {
                 tracing::warn!(%reason, "an external issuer's signing keys are unavailable");
                 Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
+                    ErrorCode::ServiceUnavailable,
                     format!("The token cannot be checked now: {reason}. Retry later."),
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("30")))

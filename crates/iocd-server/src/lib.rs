@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod identity;
+pub mod list;
 pub mod oauth;
 pub mod openapi;
 mod paths;
@@ -25,6 +26,7 @@ use iocd_store::{IndicatorStore, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -122,7 +124,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/indicators",
-            post(handlers::submit_indicator).get(bulk::list_indicators),
+            post(handlers::submit_indicator).get(list::list_indicators),
         )
         .route("/indicators/import", post(bulk::import_indicators))
         .route(
@@ -216,9 +218,13 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does;
-        // the rewrite must happen before routing, so it wraps the router.
-        let service = tower::ServiceExt::map_request(self.router, paths::canonicalise);
+        // Paths are matched case-insensitively (`/api/indicators/batchdelete`), as ASP.NET does,
+        // and with or without a trailing slash (`/api/indicators/`), which some connectors send;
+        // the rewrites must happen before routing, so they wrap the router.
+        let service = NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
+            self.router,
+            paths::canonicalise,
+        ));
         axum::serve(
             self.listener,
             axum::ServiceExt::<Request>::into_make_service(service),

@@ -1,4 +1,5 @@
-//! Rate limits per (tenant, application, endpoint family), as MDE applies them (reference §10.3).
+//! Rate limits per (tenant, application, endpoint family), as MDE applies them
+//! (docs/reference §10.3).
 //!
 //! One middleware, [`enforce`], sits on every API route (after routing, before the handler). It
 //! finds the route's family in [`family_of`], the only place that maps routes to families,
@@ -22,7 +23,7 @@ use iocd_ratelimit::{
     MemoryLimiter, Policy, RateLimiter, DEFAULT_REDIS_TIMEOUT,
 };
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::identity::Caller;
 use crate::AppState;
 
@@ -166,7 +167,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
 fn too_many_requests(limit: u32, period: Duration, retry_after_secs: u64) -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
+        ErrorCode::TooManyRequests,
         format!(
             "API calls quota exceeded! maximum allowed {limit} per {}. Retry after {retry_after_secs} seconds (see the Retry-After header).",
             format_timespan(period)
@@ -181,7 +182,7 @@ const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 fn limiter_unavailable() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "ServiceUnavailable",
+        ErrorCode::ServiceUnavailable,
         "The rate-limit store (Redis) is unreachable, so the request was not processed: rate limits are never skipped. Retry later.",
     )
     .with_header(

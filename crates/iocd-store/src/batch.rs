@@ -541,7 +541,8 @@ mod tests {
     use sqlx::{ConnectOptions, SqliteConnection};
 
     use super::*;
-    use crate::rows::{IndicatorRow, COLUMNS};
+    use crate::rows::IndicatorRow;
+    use crate::sql::COLUMNS;
     use crate::sqlite::SqliteWriter;
     use crate::SqliteStore;
 

@@ -25,7 +25,7 @@ macro_rules! impl_indicator_store {
                 id: i64,
                 now: iocd_domain::time::Timestamp,
             ) -> Result<Option<iocd_domain::Indicator>, $crate::StoreError> {
-                let sql = $crate::rows::get_visible_sql();
+                let sql = $crate::sql::get_visible_sql();
                 let row: Option<$crate::rows::IndicatorRow> = sqlx::query_as(&sql)
                     .bind(&scope.tenant_id)
                     .bind($crate::rows::ticks(now))
@@ -69,7 +69,7 @@ macro_rules! impl_indicator_store {
                 tenant_id: &str,
                 now: iocd_domain::time::Timestamp,
             ) -> Result<u64, $crate::StoreError> {
-                let n: i64 = sqlx::query_scalar($crate::rows::COUNT_ACTIVE)
+                let n: i64 = sqlx::query_scalar($crate::sql::COUNT_ACTIVE)
                     .bind(tenant_id)
                     .bind($crate::rows::ticks(now))
                     .fetch_one(&self.readers)

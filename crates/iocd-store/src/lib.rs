@@ -11,6 +11,7 @@ mod listing;
 pub mod postgres;
 mod protocol;
 mod rows;
+mod sql;
 pub mod sqlite;
 mod writer;
 

@@ -5,7 +5,7 @@
 use iocd_domain::Indicator;
 use iocd_odata::{order_by_sql, Dialect, Expr, OrderBy, SqlValue};
 
-use crate::rows::COLUMNS;
+use crate::sql::COLUMNS;
 use crate::Scope;
 
 /// What to list: an already parsed and type-checked `$filter`, the `$orderby` terms, and the page.

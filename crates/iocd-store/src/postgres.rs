@@ -41,7 +41,8 @@ mod batched {
     use iocd_domain::Indicator;
     use sqlx::PgConnection;
 
-    use crate::rows::{self, IndicatorRow};
+    use crate::rows::IndicatorRow;
+    use crate::sql::postgres as sql;
 
     // Keys and ids go in as one array parameter (`= ANY($n)`), not as an `IN` list of
     // parameters: PostgreSQL plans a prepared statement generically after a few runs, and its
@@ -54,7 +55,7 @@ mod batched {
         indicator_type: &str,
         value_keys: &[&str],
     ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
-        sqlx::query_as(&rows::PG_SELECT_BY_VALUES)
+        sqlx::query_as(&sql::SELECT_BY_VALUES)
             .bind(tenant)
             .bind(indicator_type)
             .bind(value_keys)
@@ -67,7 +68,7 @@ mod batched {
         tenant: &str,
         ids: &[i64],
     ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
-        sqlx::query_as(&rows::PG_SELECT_BY_IDS)
+        sqlx::query_as(&sql::SELECT_BY_IDS)
             .bind(tenant)
             .bind(ids)
             .fetch_all(conn)
@@ -79,7 +80,7 @@ mod batched {
         tenant: &str,
         ids: &[i64],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(rows::PG_DELETE_BY_IDS)
+        sqlx::query(sql::DELETE_BY_IDS)
             .bind(tenant)
             .bind(ids)
             .execute(conn)
@@ -93,12 +94,12 @@ mod batched {
         indicators: &[Indicator],
     ) -> Result<(), sqlx::Error> {
         let mut rest = indicators;
-        for size in rows::statement_sizes(indicators.len()) {
+        for size in sql::statement_sizes(indicators.len()) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            let mut query = sqlx::query(rows::upsert_sql(size));
+            let mut query = sqlx::query(sql::upsert_sql(size));
             for indicator in chunk {
-                query = rows::bind_indicator!(query, tenant, indicator);
+                query = sql::bind_indicator!(query, tenant, indicator);
             }
             query.execute(&mut *conn).await?;
         }

@@ -75,7 +75,7 @@ macro_rules! impl_write_connection {
                 tenant: &str,
                 now_ticks: i64,
             ) -> Result<i64, sqlx::Error> {
-                sqlx::query_scalar($crate::rows::COUNT_ACTIVE)
+                sqlx::query_scalar($crate::sql::COUNT_ACTIVE)
                     .bind(tenant)
                     .bind(now_ticks)
                     .fetch_one(&mut self.conn)
@@ -100,7 +100,7 @@ macro_rules! impl_write_connection {
             }
 
             async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
-                let last: Option<i64> = sqlx::query_scalar($crate::rows::LAST_ID)
+                let last: Option<i64> = sqlx::query_scalar($crate::sql::LAST_ID)
                     .bind(tenant)
                     .fetch_optional(&mut self.conn)
                     .await?;
@@ -108,7 +108,7 @@ macro_rules! impl_write_connection {
             }
 
             async fn set_last_id(&mut self, tenant: &str, last: i64) -> Result<(), sqlx::Error> {
-                sqlx::query($crate::rows::SET_LAST_ID)
+                sqlx::query($crate::sql::SET_LAST_ID)
                     .bind(tenant)
                     .bind(last)
                     .execute(&mut self.conn)

@@ -48,7 +48,8 @@ mod batched {
     use iocd_domain::Indicator;
     use sqlx::SqliteConnection;
 
-    use crate::rows::{self, IndicatorRow};
+    use crate::rows::IndicatorRow;
+    use crate::sql::sqlite as sql;
 
     fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
         serde_json::to_string(value).expect("keys, ids and rows serialise")
@@ -60,7 +61,7 @@ mod batched {
         indicator_type: &str,
         value_keys: &[&str],
     ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
-        sqlx::query_as(&rows::SQLITE_SELECT_BY_VALUES)
+        sqlx::query_as(&sql::SELECT_BY_VALUES)
             .bind(tenant)
             .bind(indicator_type)
             .bind(json(value_keys))
@@ -73,7 +74,7 @@ mod batched {
         tenant: &str,
         ids: &[i64],
     ) -> Result<Vec<IndicatorRow>, sqlx::Error> {
-        sqlx::query_as(&rows::SQLITE_SELECT_BY_IDS)
+        sqlx::query_as(&sql::SELECT_BY_IDS)
             .bind(tenant)
             .bind(json(ids))
             .fetch_all(conn)
@@ -85,7 +86,7 @@ mod batched {
         tenant: &str,
         ids: &[i64],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(rows::SQLITE_DELETE_BY_IDS)
+        sqlx::query(sql::DELETE_BY_IDS)
             .bind(tenant)
             .bind(json(ids))
             .execute(conn)
@@ -98,8 +99,8 @@ mod batched {
         tenant: &str,
         indicators: &[Indicator],
     ) -> Result<(), sqlx::Error> {
-        let rows: Vec<serde_json::Value> = indicators.iter().map(rows::indicator_json).collect();
-        sqlx::query(&rows::SQLITE_UPSERT)
+        let rows: Vec<serde_json::Value> = indicators.iter().map(sql::indicator_json).collect();
+        sqlx::query(&sql::UPSERT)
             .bind(tenant)
             .bind(json(&rows))
             .execute(conn)
@@ -220,7 +221,7 @@ mod tests {
         let mut writer = migrate_then_connect(&options).await.unwrap();
         let by_values = plan(
             &mut writer,
-            &crate::rows::SQLITE_SELECT_BY_VALUES,
+            &crate::sql::sqlite::SELECT_BY_VALUES,
             &["tenant", "DomainName", r#"["a.example","b.example"]"#],
         )
         .await;
@@ -230,8 +231,8 @@ mod tests {
              (tenant_id=? AND indicator_type=? AND value_key=?)"
         );
         for sql in [
-            &*crate::rows::SQLITE_SELECT_BY_IDS,
-            crate::rows::SQLITE_DELETE_BY_IDS,
+            &*crate::sql::sqlite::SELECT_BY_IDS,
+            crate::sql::sqlite::DELETE_BY_IDS,
         ] {
             let by_ids = plan(&mut writer, sql, &["tenant", "[1,2,3]"]).await;
             assert_eq!(

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
@@ -32,7 +33,51 @@ use tokio::net::TcpStream;
 const IMPORT_BATCH: usize = 500;
 const LIST_TOP: usize = 100;
 
-/// Command-line settings (after `--`).
+/// The command line (after `--`).
+#[derive(Debug, Parser)]
+#[command(
+    name = "throughput",
+    about = "Throughput and latency of iocd against a bare axum handler and raw sqlx inserts"
+)]
+struct Args {
+    /// Small counts and short phases: a smoke run (options given with it still apply).
+    #[arg(long)]
+    quick: bool,
+    /// Measure PostgreSQL (a scratch database is made on this server) instead of SQLite.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Connections of the single-request phases.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Connections sending imports at once.
+    #[arg(long, default_value_t = 4)]
+    import_connections: usize,
+    /// How long each single-request phase runs [default: 10, or 2 with --quick].
+    #[arg(long, value_name = "S")]
+    phase_seconds: Option<u64>,
+    /// Stored indicators of the large list measurement [default: 1000000, or 50000 with --quick].
+    #[arg(long, value_name = "N")]
+    large_store: Option<usize>,
+    /// Requests per list measurement [default: 5000, or 1000 with --quick].
+    #[arg(long, value_name = "N")]
+    list_requests: Option<usize>,
+    /// Rows of the storage baseline [default: 200000, or 20000 with --quick].
+    #[arg(long, value_name = "N")]
+    storage_rows: Option<usize>,
+    /// The parts to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "baselines,creates,updates,import,list"
+    )]
+    parts: Vec<Part>,
+    /// Passed by `cargo bench` to targets without the default harness; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What one run measures, defaults resolved.
 #[derive(Debug, Clone)]
 struct Settings {
     postgres: Option<String>,
@@ -53,7 +98,7 @@ struct Settings {
     parts: Vec<Part>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Part {
     Baselines,
     Creates,
@@ -63,80 +108,42 @@ enum Part {
 }
 
 impl Settings {
-    fn parse() -> anyhow::Result<Settings> {
-        let mut s = Settings {
-            postgres: None,
-            connections: 64,
-            import_connections: 4,
-            phase: Duration::from_secs(10),
-            small_store: 15_000,
-            large_store: 1_000_000,
-            list_requests: 5_000,
-            storage_rows: 200_000,
-            parts: vec![
-                Part::Baselines,
-                Part::Creates,
-                Part::Updates,
-                Part::Import,
-                Part::List,
-            ],
+    fn parse() -> Settings {
+        let args = Args::parse();
+        let quick = args.quick;
+        let pick = |given: Option<usize>, full_run: usize, quick_run: usize| {
+            given.unwrap_or(if quick { quick_run } else { full_run })
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let mut value =
-                |name: &str| args.next().with_context(|| format!("{name} needs a value"));
-            match arg.as_str() {
-                // cargo bench passes --bench to harness=false targets.
-                "--bench" => {}
-                "--quick" => {
-                    s.phase = Duration::from_secs(2);
-                    s.small_store = 15_000;
-                    s.large_store = 50_000;
-                    s.list_requests = 1_000;
-                    s.storage_rows = 20_000;
-                }
-                "--postgres" => s.postgres = Some(value("--postgres")?),
-                "--connections" => s.connections = value("--connections")?.parse()?,
-                "--import-connections" => {
-                    s.import_connections = value("--import-connections")?.parse()?
-                }
-                "--phase-seconds" => {
-                    s.phase = Duration::from_secs(value("--phase-seconds")?.parse()?)
-                }
-                "--large-store" => s.large_store = value("--large-store")?.parse()?,
-                "--list-requests" => s.list_requests = value("--list-requests")?.parse()?,
-                "--storage-rows" => s.storage_rows = value("--storage-rows")?.parse()?,
-                "--parts" => {
-                    s.parts = value("--parts")?
-                        .split(',')
-                        .map(|p| match p {
-                            "baselines" => Ok(Part::Baselines),
-                            "creates" => Ok(Part::Creates),
-                            "updates" => Ok(Part::Updates),
-                            "import" => Ok(Part::Import),
-                            "list" => Ok(Part::List),
-                            other => bail!(
-                                "unknown part '{other}' (baselines,creates,updates,import,list)"
-                            ),
-                        })
-                        .collect::<anyhow::Result<_>>()?
-                }
-                "-h" | "--help" => {
-                    println!(
-                        "options: --quick --postgres URL --connections N --import-connections N \
-                         --phase-seconds S --large-store N --list-requests N --storage-rows N \
-                         --parts baselines,creates,updates,import,list"
-                    );
-                    std::process::exit(0);
-                }
-                other => bail!("unknown option '{other}' (try --help)"),
-            }
+        Settings {
+            postgres: args.postgres,
+            connections: args.connections,
+            import_connections: args.import_connections,
+            phase: Duration::from_secs(args.phase_seconds.unwrap_or(if quick { 2 } else { 10 })),
+            small_store: 15_000,
+            large_store: pick(args.large_store, 1_000_000, 50_000),
+            list_requests: pick(args.list_requests, 5_000, 1_000),
+            storage_rows: pick(args.storage_rows, 200_000, 20_000),
+            parts: args.parts,
         }
-        Ok(s)
     }
 
     fn has(&self, part: Part) -> bool {
         self.parts.contains(&part)
+    }
+
+    fn backend(&self) -> &'static str {
+        if self.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+
+    async fn fresh_database(&self) -> ScratchDatabase {
+        match &self.postgres {
+            Some(url) => ScratchDatabase::postgres(url).await,
+            None => ScratchDatabase::sqlite(),
+        }
     }
 }
 
@@ -556,55 +563,74 @@ async fn list_load(
     .await
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let s = Settings::parse()?;
-    let _ = *START;
-    let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
-    let backend = if s.postgres.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    let fresh_database = || async {
-        match &s.postgres {
-            Some(url) => ScratchDatabase::postgres(url).await,
-            None => ScratchDatabase::sqlite(),
-        }
-    };
-    let mut rows = Vec::new();
+/// The ceilings iocd is measured against, taken first while nothing else runs.
+#[derive(Default)]
+struct Baselines {
+    /// A bare axum handler answering single POSTs with an entity-sized body.
+    http_post: Option<LoadResult>,
+    /// The same handler answering GETs.
+    http_get: Option<LoadResult>,
+    /// Raw sqlx inserts of the same rows, in rows per second.
+    storage: Option<f64>,
+}
 
-    // Baselines first, while nothing else runs.
-    let mut http_ceiling = None;
-    let mut http_get_ceiling = None;
-    let mut storage_ceiling = None;
-    if s.has(Part::Baselines) {
-        progress("baseline: bare axum, single POSTs");
-        let addr = start_bare_axum()?;
-        let body = Bytes::from(serde_json::to_vec(&create_body("c1.bench.example", "t"))?);
-        http_ceiling = Some(
-            run_load(Load {
-                addr,
-                auth: None,
-                connections: s.connections,
-                max_requests: u64::MAX,
-                max_time: s.phase,
-                make: Arc::new(move |_| {
-                    (Method::POST, "/api/indicators".into(), Some(body.clone()))
-                }),
-                check: Arc::new(|_| Ok(1)),
-            })
-            .await?,
-        );
-        progress("baseline: bare axum, GETs");
-        http_get_ceiling =
-            Some(list_load(&s, addr, &None, s.small_store as u64, Arc::new(|_| Ok(1))).await?);
-        progress(&format!("baseline: raw sqlx inserts into {backend}"));
-        let database = fresh_database().await;
-        storage_ceiling = Some(storage_baseline(&database, s.storage_rows).await?);
+async fn measure_baselines(s: &Settings) -> anyhow::Result<Baselines> {
+    if !s.has(Part::Baselines) {
+        return Ok(Baselines::default());
     }
+    progress("baseline: bare axum, single POSTs");
+    let addr = start_bare_axum()?;
+    let body = Bytes::from(serde_json::to_vec(&create_body("c1.bench.example", "t"))?);
+    let http_post = run_load(Load {
+        addr,
+        auth: None,
+        connections: s.connections,
+        max_requests: u64::MAX,
+        max_time: s.phase,
+        make: Arc::new(move |_| (Method::POST, "/api/indicators".into(), Some(body.clone()))),
+        check: Arc::new(|_| Ok(1)),
+    })
+    .await?;
+    progress("baseline: bare axum, GETs");
+    let http_get = list_load(s, addr, &None, s.small_store as u64, Arc::new(|_| Ok(1))).await?;
+    progress(&format!("baseline: raw sqlx inserts into {}", s.backend()));
+    let database = s.fresh_database().await;
+    let storage = storage_baseline(&database, s.storage_rows).await?;
+    Ok(Baselines {
+        http_post: Some(http_post),
+        http_get: Some(http_get),
+        storage: Some(storage),
+    })
+}
 
-    let database = fresh_database().await;
+/// What the measurements of iocd itself found; a part not run leaves its fields empty.
+#[derive(Default)]
+struct Measurements {
+    import_small: Option<LoadResult>,
+    list_small: Option<LoadResult>,
+    creates: Option<LoadResult>,
+    updates: Option<LoadResult>,
+    import_large: Option<LoadResult>,
+    list_large: Option<LoadResult>,
+    /// The server's resident memory at points of the run.
+    memory: Vec<(String, Option<u64>)>,
+    /// Indicators stored at the end.
+    stored: u64,
+}
+
+/// The running server the iocd measurements drive, and how much it holds.
+struct Target {
+    server: IocdProcess,
+    auth: Option<String>,
+    /// Indicators stored so far.
+    stored: u64,
+    /// Of which imported (numbered `0..imported`, which the list requests look up).
+    imported: u64,
+}
+
+async fn measure_iocd(s: &Settings) -> anyhow::Result<Measurements> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
+    let database = s.fresh_database().await;
     let iocd = Iocd::new(binary);
     let server = iocd
         .serve()
@@ -616,200 +642,216 @@ async fn main() -> anyhow::Result<()> {
         .token_for_new_app(&database.url, &server.base_url())
         .await;
     let auth = Some(format!("Bearer {token}"));
-    let rss_empty = server.rss_bytes();
-    let mut memory = vec![("empty".to_string(), rss_empty)];
-    let mut stored: u64 = 0;
-    let mut imported: u64 = 0;
-
-    // The small store for the list measurement: the reference's per-tenant quota.
-    let mut import_small = None;
+    let mut m = Measurements {
+        memory: vec![("empty".to_string(), server.rss_bytes())],
+        ..Measurements::default()
+    };
+    let mut target = Target {
+        server,
+        auth,
+        stored: 0,
+        imported: 0,
+    };
     if s.has(Part::Import) || s.has(Part::List) {
-        progress(&format!("import: {} indicators", s.small_store));
-        import_small = Some(import_range(&s, &server, &auth, 0, s.small_store as u64).await?);
-        imported = s.small_store as u64;
-        stored += imported;
-        memory.push((format!("{stored} stored"), server.rss_bytes()));
+        // The small store for the list measurement: the reference's per-tenant quota.
+        (m.import_small, m.list_small) =
+            import_then_list(s, &mut target, s.small_store as u64, &mut m.memory).await?;
     }
-    let mut list_small = None;
-    if s.has(Part::List) {
-        progress(&format!("list: filtered, {stored} stored"));
-        list_small =
-            Some(list_load(&s, server.addr(), &auth, imported, Arc::new(check_list)).await?);
-    }
-
-    let mut creates = None;
     if s.has(Part::Creates) {
-        progress("creates: single POSTs of new values");
-        let result = run_load(Load {
-            addr: server.addr(),
-            auth: auth.clone(),
-            connections: s.connections,
-            max_requests: u64::MAX,
-            max_time: s.phase,
-            make: Arc::new(|n| {
-                let body = create_body(&created_value(n), &format!("benchmark {n}"));
-                (
-                    Method::POST,
-                    "/api/indicators".into(),
-                    Some(Bytes::from(body.to_string())),
-                )
-            }),
-            check: Arc::new(check_entity),
-        })
-        .await?;
-        stored += result.requests;
-        creates = Some(result);
+        m.creates = Some(single_creates(s, &mut target).await?);
     }
-
-    let mut updates = None;
     if s.has(Part::Updates) {
-        let existing = creates.as_ref().map_or(0, |c| c.requests);
-        if existing == 0 {
-            bail!("the update phase needs the create phase");
-        }
-        progress("updates: single POSTs of existing values");
-        updates = Some(
-            run_load(Load {
-                addr: server.addr(),
-                auth: auth.clone(),
-                connections: s.connections,
-                max_requests: u64::MAX,
-                max_time: s.phase,
-                make: Arc::new(move |n| {
-                    let value = created_value(n.wrapping_mul(2_654_435_761) % existing);
-                    let body = create_body(&value, &format!("updated {n}"));
-                    (
-                        Method::POST,
-                        "/api/indicators".into(),
-                        Some(Bytes::from(body.to_string())),
-                    )
-                }),
-                check: Arc::new(check_entity),
-            })
-            .await?,
-        );
+        let existing = m.creates.as_ref().map_or(0, |c| c.requests);
+        m.updates = Some(single_updates(s, &target, existing).await?);
     }
-
-    let mut import_large = None;
-    let mut list_large = None;
     if s.has(Part::Import) || s.has(Part::List) {
-        let target = s.large_store as u64;
-        let count = target.saturating_sub(stored);
-        progress(&format!(
-            "import: {count} more indicators, to {target} stored"
-        ));
-        let result = import_range(&s, &server, &auth, imported, count).await?;
-        imported += result.items;
-        stored += result.items;
-        memory.push((format!("{stored} stored"), server.rss_bytes()));
-        import_large = Some(result);
-        if s.has(Part::List) {
-            progress(&format!("list: filtered, {stored} stored"));
-            list_large =
-                Some(list_load(&s, server.addr(), &auth, imported, Arc::new(check_list)).await?);
-        }
+        (m.import_large, m.list_large) =
+            import_then_list(s, &mut target, s.large_store as u64, &mut m.memory).await?;
     }
-    memory.push(("at the end".into(), server.rss_bytes()));
-    drop(server);
+    m.memory
+        .push(("at the end".into(), target.server.rss_bytes()));
+    m.stored = target.stored;
+    Ok(m)
+}
 
-    // The table.
-    if let Some(c) = &creates {
-        let base = http_ceiling.as_ref();
-        rows.push(throughput_row(
-            &format!("single creates, {} connections", s.connections),
-            "req/s",
-            c.requests_per_second(),
-            base.map(LoadResult::requests_per_second),
-        ));
-        latency_rows(&mut rows, "single creates latency", c, base);
+/// Imports until `size` indicators are stored, then (if the list part runs) measures filtered
+/// lists over them.
+async fn import_then_list(
+    s: &Settings,
+    target: &mut Target,
+    size: u64,
+    memory: &mut Vec<(String, Option<u64>)>,
+) -> anyhow::Result<(Option<LoadResult>, Option<LoadResult>)> {
+    let count = size.saturating_sub(target.stored);
+    progress(&format!("import: {count} indicators, to {size} stored"));
+    let imported = import_range(s, &target.server, &target.auth, target.imported, count).await?;
+    target.imported += imported.items;
+    target.stored += imported.items;
+    memory.push((
+        format!("{} stored", target.stored),
+        target.server.rss_bytes(),
+    ));
+    if !s.has(Part::List) {
+        return Ok((Some(imported), None));
     }
-    if let Some(u) = &updates {
-        let base = http_ceiling.as_ref();
-        rows.push(throughput_row(
-            &format!("single updates, {} connections", s.connections),
-            "req/s",
-            u.requests_per_second(),
-            base.map(LoadResult::requests_per_second),
-        ));
-        latency_rows(&mut rows, "single updates latency", u, base);
+    progress(&format!("list: filtered, {} stored", target.stored));
+    let listed = list_load(
+        s,
+        target.server.addr(),
+        &target.auth,
+        target.imported,
+        Arc::new(check_list),
+    )
+    .await?;
+    Ok((Some(imported), Some(listed)))
+}
+
+async fn single_creates(s: &Settings, target: &mut Target) -> anyhow::Result<LoadResult> {
+    progress("creates: single POSTs of new values");
+    let result = run_load(Load {
+        addr: target.server.addr(),
+        auth: target.auth.clone(),
+        connections: s.connections,
+        max_requests: u64::MAX,
+        max_time: s.phase,
+        make: Arc::new(|n| {
+            let body = create_body(&created_value(n), &format!("benchmark {n}"));
+            (
+                Method::POST,
+                "/api/indicators".into(),
+                Some(Bytes::from(body.to_string())),
+            )
+        }),
+        check: Arc::new(check_entity),
+    })
+    .await?;
+    target.stored += result.requests;
+    Ok(result)
+}
+
+/// Updates of the `existing` indicators the create phase made, in a scattered order.
+async fn single_updates(
+    s: &Settings,
+    target: &Target,
+    existing: u64,
+) -> anyhow::Result<LoadResult> {
+    if existing == 0 {
+        bail!("the update phase needs the create phase");
     }
-    for (label, result) in [
-        ("import to 15k (first calls)", &import_small),
-        ("import to large store", &import_large),
-    ] {
+    progress("updates: single POSTs of existing values");
+    run_load(Load {
+        addr: target.server.addr(),
+        auth: target.auth.clone(),
+        connections: s.connections,
+        max_requests: u64::MAX,
+        max_time: s.phase,
+        make: Arc::new(move |n| {
+            let value = created_value(n.wrapping_mul(2_654_435_761) % existing);
+            let body = create_body(&value, &format!("updated {n}"));
+            (
+                Method::POST,
+                "/api/indicators".into(),
+                Some(Bytes::from(body.to_string())),
+            )
+        }),
+        check: Arc::new(check_entity),
+    })
+    .await
+}
+
+/// The table's rows: each measurement of iocd beside its baseline.
+fn report(s: &Settings, base: &Baselines, m: &Measurements) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (what, result) in [("creates", &m.creates), ("updates", &m.updates)] {
         if let Some(r) = result {
-            if s.has(Part::Import) && r.items > 0 {
-                rows.push(throughput_row(
-                    &format!(
-                        "{label}, {} items/call, {} connections",
-                        IMPORT_BATCH, s.import_connections
-                    ),
-                    "ind/s",
-                    r.items_per_second(),
-                    storage_ceiling,
-                ));
-            }
-        }
-    }
-    for (label, result) in [
-        (format!("{} stored", s.small_store), &list_small),
-        (format!("{} stored", s.large_store), &list_large),
-    ] {
-        if let Some(r) = result {
-            latency_rows(
-                &mut rows,
-                &format!("filtered list, {label},"),
-                r,
-                http_get_ceiling.as_ref(),
-            );
-        }
-    }
-    if creates.is_none() && updates.is_none() {
-        if let Some(b) = &http_ceiling {
+            let ceiling = base.http_post.as_ref();
             rows.push(throughput_row(
-                "bare axum POSTs",
+                &format!("single {what}, {} connections", s.connections),
                 "req/s",
-                b.requests_per_second(),
-                None,
+                r.requests_per_second(),
+                ceiling.map(LoadResult::requests_per_second),
+            ));
+            latency_rows(&mut rows, &format!("single {what} latency"), r, ceiling);
+        }
+    }
+    for (label, result) in [
+        ("import to 15k (first calls)", &m.import_small),
+        ("import to large store", &m.import_large),
+    ] {
+        if let Some(r) = result
+            .as_ref()
+            .filter(|r| s.has(Part::Import) && r.items > 0)
+        {
+            rows.push(throughput_row(
+                &format!(
+                    "{label}, {} items/call, {} connections",
+                    IMPORT_BATCH, s.import_connections
+                ),
+                "ind/s",
+                r.items_per_second(),
+                base.storage,
             ));
         }
     }
-    if let Some(ceiling) = storage_ceiling {
-        rows.push(throughput_row(
-            "raw sqlx inserts, 500/transaction",
-            "rows/s",
-            ceiling,
-            None,
-        ));
-    }
-    for (when, rss) in &memory {
-        rows.push(Row {
-            what: format!("server RSS, {when}"),
-            iocd: mib(*rss),
-            baseline: "-".into(),
-            ratio: "-".into(),
-        });
-    }
-    if let (Some(empty), Some((_, Some(full)))) = (
-        rss_empty,
-        memory.iter().rev().find(|(w, _)| w.ends_with("stored")),
-    ) {
-        if stored > 0 {
-            let per_million = (*full as f64 - empty as f64) / stored as f64 * 1e6;
-            rows.push(Row {
-                what: "server RSS growth per million stored".into(),
-                iocd: mib(Some(per_million.max(0.0) as u64)),
-                baseline: "-".into(),
-                ratio: "-".into(),
-            });
+    for (size, result) in [
+        (s.small_store, &m.list_small),
+        (s.large_store, &m.list_large),
+    ] {
+        if let Some(r) = result {
+            let what = format!("filtered list, {size} stored,");
+            latency_rows(&mut rows, &what, r, base.http_get.as_ref());
         }
     }
+    if m.creates.is_none() && m.updates.is_none() {
+        if let Some(b) = &base.http_post {
+            let rate = b.requests_per_second();
+            rows.push(throughput_row("bare axum POSTs", "req/s", rate, None));
+        }
+    }
+    if let Some(ceiling) = base.storage {
+        let what = "raw sqlx inserts, 500/transaction";
+        rows.push(throughput_row(what, "rows/s", ceiling, None));
+    }
+    memory_rows(&mut rows, m);
+    rows
+}
+
+fn memory_rows(rows: &mut Vec<Row>, m: &Measurements) {
+    let unmeasured = |what: String, iocd: String| Row {
+        what,
+        iocd,
+        baseline: "-".into(),
+        ratio: "-".into(),
+    };
+    for (when, rss) in &m.memory {
+        rows.push(unmeasured(format!("server RSS, {when}"), mib(*rss)));
+    }
+    let empty = m.memory.first().and_then(|(_, rss)| *rss);
+    let full = m.memory.iter().rev().find(|(w, _)| w.ends_with("stored"));
+    if let (Some(empty), Some((_, Some(full)))) = (empty, full) {
+        if m.stored > 0 {
+            let per_million = (*full as f64 - empty as f64) / m.stored as f64 * 1e6;
+            rows.push(unmeasured(
+                "server RSS growth per million stored".into(),
+                mib(Some(per_million.max(0.0) as u64)),
+            ));
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let s = Settings::parse();
+    let _ = *START;
+    let baselines = measure_baselines(&s).await?;
+    let measurements = measure_iocd(&s).await?;
     print_table(
         &format!(
-            "iocd on {backend}, {} cores, baseline = bare axum (HTTP) / raw sqlx inserts (storage)",
+            "iocd on {}, {} cores, baseline = bare axum (HTTP) / raw sqlx inserts (storage)",
+            s.backend(),
             std::thread::available_parallelism().map_or(0, |n| n.get())
         ),
-        &rows,
+        &report(&s, &baselines, &measurements),
     );
     Ok(())
 }

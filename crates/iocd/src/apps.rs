@@ -30,7 +30,7 @@ pub async fn create(
     let stores = open(database).await?;
     match register_app(stores.identity.as_ref(), tenant, name, &roles).await {
         Ok(credentials) => Ok(serde_json::to_value(credentials)?),
-        Err(RegisterError::Invalid(message)) => bail!(message),
+        Err(error @ (RegisterError::Invalid(_) | RegisterError::Internal(_))) => bail!(error),
         Err(RegisterError::Store(e)) => Err(e).context("storing the app"),
     }
 }

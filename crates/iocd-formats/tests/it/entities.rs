@@ -1,4 +1,5 @@
-//! Entities shaped as `GET /api/indicators` returns them (§4.2), shared by the integration tests.
+//! Entities shaped as `GET /api/indicators` returns them (docs/reference §4.2), shared by the
+//! integration tests.
 
 use serde_json::{json, Map, Value};
 

@@ -247,6 +247,49 @@ fn hostile_sizes_are_refused_without_exhausting_the_stack() {
 }
 
 #[test]
+fn in_lists_compile_to_sql_in_and_count_towards_the_condition_limit() {
+    for filter in [
+        "indicatorValue in ('a','b')",
+        "indicatorValue IN ['a', 'b']",
+    ] {
+        let expr = parse_filter(filter).unwrap();
+        let fragment = expr.to_sql(Dialect::Postgres, 1);
+        assert_eq!(fragment.sql, "indicator_value IN ($1, $2)", "{filter}");
+        assert_eq!(fragment.binds, vec![text("a"), text("b")], "{filter}");
+        assert_eq!(
+            expr.to_sql(Dialect::Sqlite, 1).sql,
+            "indicator_value IN (?, ?)"
+        );
+    }
+    let negated = parse_filter("not (application in ('Edge'))").unwrap();
+    assert_eq!(
+        negated.to_sql(Dialect::Sqlite, 1).sql,
+        "(application NOT IN (?) OR application IS NULL)"
+    );
+    let typed = parse_filter("id in (1, '2') and generateAlert in (true)").unwrap();
+    assert_eq!(
+        typed.to_sql(Dialect::Postgres, 1).binds,
+        vec![SqlValue::Int(1), SqlValue::Int(2), SqlValue::Bool(true)]
+    );
+    let in_lambda = parse_filter("rbacGroupNames/any(g: g in ('a','b'))").unwrap();
+    assert_eq!(
+        in_lambda.to_sql(Dialect::Postgres, 1).sql,
+        "EXISTS (SELECT 1 FROM jsonb_array_elements_text(rbac_group_names::jsonb) AS e(value) WHERE e.value IN ($1, $2))"
+    );
+
+    let list = |n: usize| {
+        let values: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("id in ({})", values.join(","))
+    };
+    assert!(parse_filter(&list(MAX_CONDITIONS)).is_ok());
+    let error = parse_filter(&list(MAX_CONDITIONS + 1)).unwrap_err();
+    assert!(
+        error.message.contains("too many conditions (at most 500)"),
+        "{error}"
+    );
+}
+
+#[test]
 fn postgres_placeholders_start_at_the_requested_number() {
     let expr = parse_filter("title eq 'a' and (id eq 1 or id eq 2)").unwrap();
     let fragment = expr.to_sql(Dialect::Postgres, 4);
@@ -367,7 +410,57 @@ const INVALID_FILTERS: &[(&str, &[&str])] = &[
         "title eqq 'a'",
         &["position 6", "expected a comparison operator"],
     ),
-    ("title in ('a','b')", &["operator 'in' is not supported"]),
+    ("title has 'a'", &["operator 'has' is not supported"]),
+    (
+        "title in 'a'",
+        &["position 9", "'(' or '[' after 'in'", "string literal 'a'"],
+    ),
+    (
+        "title in ()",
+        &["position 10", "'in' needs at least one value"],
+    ),
+    (
+        "title in []",
+        &["position 10", "'in' needs at least one value"],
+    ),
+    (
+        "title in ('a' 'b')",
+        &["position 14", "',' or ')' to close the list at position 9"],
+    ),
+    (
+        "title in ['a','b')",
+        &["position 17", "',' or ']' to close the list at position 9"],
+    ),
+    (
+        "title in ('a',)",
+        &["position 14", "expected a literal after 'in'"],
+    ),
+    (
+        "title in ('a'",
+        &["position 13", "',' or ')'", "end of input"],
+    ),
+    ("title in (a)", &["position 10", "single quotes: 'a'"]),
+    (
+        "id in (1, 'x')",
+        &["position 10", "id is an integer property"],
+    ),
+    (
+        "action in ('Block','block')",
+        &["position 19", "did you mean 'Block'"],
+    ),
+    (
+        "application in ('Edge', null)",
+        &[
+            "position 24",
+            "null cannot be in an 'in' list",
+            "application eq null",
+        ],
+    ),
+    (
+        "rbacGroupNames in ('a')",
+        &["rbacGroupNames is a collection", "any("],
+    ),
+    ("title in ('a'] ", &["position 13", "',' or ')'"]),
     ("'x' eq title", &["position 0", "property goes on the left"]),
     ("title eq \"x\"", &["position 9", "single quotes"]),
     ("", &["position 0", "expected a condition", "end of input"]),

@@ -194,6 +194,32 @@ pub const FILTER_CASES: &[(&str, &[i64])] = &[
     ),
     ("externalId eq 'ext_3'", &[3]),
     ("createdByDisplayName eq 'App A' or createdBy eq 'user@example.com'", &[1, 3, 4]),
+    // `in`, in both list forms, on every filterable property.
+    ("indicatorValue in ('evil.example','1.2.3.4')", &[1, 3]),
+    ("indicatorValue in ['evil.example','1.2.3.4']", &[1, 3]),
+    ("indicatorValue IN ('EVIL.example')", &[]),
+    ("indicatorType in ('Url','FileSha1')", &[2, 4]),
+    ("action in ('Block','Warn')", &[1, 5]),
+    ("severity in ['Low', 'Medium']", &[2, 3]),
+    ("application in ('Edge','Defender')", &[2, 4]),
+    ("not (application in ('Edge'))", &[1, 3, 4, 5]),
+    ("title in ('It''s C2','Under_score')", &[3, 5]),
+    ("createdBy in ('app-b')", &[2, 5]),
+    ("createdByDisplayName in ('A User','App A')", &[1, 3, 4]),
+    ("lastUpdatedBy in ('app-a','app-b')", &[2, 5]),
+    ("externalId in ('ext-1','ext_3')", &[1, 3]),
+    (
+        "creationTimeDateTimeUtc in (2024-01-01T00:00:00Z, '2025-01-01T00:00:00Z')",
+        &[1, 3, 5],
+    ),
+    ("lastUpdateTime in [2025-01-01T00:00:00Z]", &[3, 5]),
+    ("expirationTime in (2025-01-01T00:00:00Z)", &[2]),
+    ("generateAlert in (false)", &[2, 4]),
+    ("id in (1,'4')", &[1, 4]),
+    ("id in [2, 3] or action in ('Warn')", &[2, 3, 5]),
+    ("rbacGroupNames/any(g: g in ('Kiosks','laptops'))", &[4, 5]),
+    ("rbacGroupNames/all(g: g in ('Servers','Laptops'))", &[1, 2, 3]),
+    ("rbacGroupIds/any(x: x in ['12','13'])", &[4, 5]),
 ];
 
 /// Query parameters and the ids of the page they must return, in order.

@@ -1,6 +1,7 @@
-//! The per-tenant quota of active indicators (reference §5.4: 15,000; "Max capacity exceeded"):
-//! creates beyond it are refused with a 400 and write nothing, updates of existing indicators
-//! still pass, expired or deleted indicators free room, and concurrent creates never overshoot.
+//! The per-tenant quota of active indicators (docs/reference §5.4: 15,000; "Max capacity
+//! exceeded"): creates beyond it are refused with a 400 and write nothing, updates of existing
+//! indicators still pass, expired or deleted indicators free room, and concurrent creates never
+//! overshoot.
 
 use std::time::Duration;
 

@@ -158,10 +158,129 @@ async fn openapi_document_and_docs_page_are_served() {
     assert!(res.text().await.unwrap().to_lowercase().contains("<html"));
 }
 
+/// A connector that lists `GET /api/indicators/` before it imports must see what exists, so
+/// every route answers the same with a trailing slash: the API under both prefixes, the token
+/// and discovery routes, and the service's own.
+async fn every_route_answers_with_a_trailing_slash() {
+    let server = TestServer::start().await;
+    let (status, created) = status_json(
+        server
+            .post_json("/api/indicators/", &domain_request(1))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+
+    for prefix in ["/api", "/api/v1.0", "/API"] {
+        let (status, page) = status_json(
+            server
+                .send(Method::GET, &format!("{prefix}/indicators/"))
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{prefix}: {page}");
+        assert_eq!(
+            page["value"].as_array().unwrap().len(),
+            1,
+            "{prefix}: {page}"
+        );
+        let (status, one) = status_json(
+            server
+                .send(Method::GET, &format!("{prefix}/indicators/{id}/"))
+                .await,
+        )
+        .await;
+        assert_eq!((status, &one["id"]), (200, &json!(id)), "{prefix}");
+    }
+    let (_, page) = status_json(server.send(Method::GET, "/api/v1.0/indicators/").await).await;
+    assert!(
+        page["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1.0/$metadata#Indicators"),
+        "{page}"
+    );
+
+    let (status, imported) = status_json(
+        server
+            .post_json(
+                "/api/indicators/import/",
+                &json!({ "Indicators": [domain_request(2)] }),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{imported}");
+    assert_eq!(imported["value"][0]["isFailed"], false, "{imported}");
+    let second = imported["value"][0]["id"].as_str().unwrap().to_string();
+    let res = server
+        .send(Method::DELETE, &format!("/api/indicators/{id}/"))
+        .await;
+    assert_eq!(res.status(), 204);
+    let res = server
+        .post_json(
+            "/api/v1.0/indicators/BatchDelete/",
+            &json!({ "IndicatorIds": [second] }),
+        )
+        .await;
+    assert_eq!(res.status(), 204, "{:?}", res.text().await);
+    assert_eq!(server.row_count().await, 0);
+
+    // The identity routes: a token from the slashed token endpoint (the client authenticating
+    // with HTTP Basic this time) works on the API.
+    let tenant = server.app.tenant_id().to_string();
+    let credentials = &server.app.credentials;
+    let res = server
+        .client
+        .post(server.url(&format!("/{tenant}/oauth2/v2.0/token/")))
+        .basic_auth(&credentials.client_id, Some(&credentials.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", &format!("{AUDIENCE}/.default")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let (status, token) = status_json(res).await;
+    assert_eq!(status, 200, "{token}");
+    let res = server
+        .request_as(
+            token["access_token"].as_str().unwrap(),
+            Method::GET,
+            "/api/indicators/",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for path in [
+        format!("/{tenant}/discovery/v2.0/keys/"),
+        format!("/{tenant}/v2.0/.well-known/openid-configuration/"),
+        format!("/{tenant}/.well-known/openid-configuration/"),
+    ] {
+        let (status, body) =
+            status_json(server.client.get(server.url(&path)).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.is_object(), "{path}: {body}");
+    }
+    let res = server
+        .client
+        .get(server.url("/health/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Only trailing slashes go: a route that does not exist still does not.
+    let res = server.send(Method::GET, "/api/indicators/import/x/").await;
+    assert_eq!(res.status(), 404);
+}
+
 on_every_backend!(
     get_returns_the_entity_and_404_for_unknown_ids,
     delete_is_204_then_404,
     delete_status_can_be_200_with_an_empty_body,
     unknown_routes_and_methods_use_the_error_body,
     openapi_document_and_docs_page_are_served,
+    every_route_answers_with_a_trailing_slash,
 );

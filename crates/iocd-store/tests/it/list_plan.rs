@@ -24,6 +24,13 @@ const CASES: &[(&str, &str, usize)] = &[
         "expiration_time",
         RARE,
     ),
+    // `in` is served by the same indexes as `eq`, in both of its list forms.
+    (
+        "indicatorValue in ('rare1.example','rare3.example','absent.example')",
+        "indicator_value",
+        2,
+    ),
+    ("createdBy in ['rare-app','nobody']", "created_by", RARE),
 ];
 
 fn submission(body: serde_json::Value) -> Submission {

@@ -1,0 +1,153 @@
+//! PostgreSQL's batched statements: keys and ids as one array parameter (`= ANY($n)`), rows in
+//! multi-row statements of a few fixed sizes.
+
+use std::sync::LazyLock;
+
+use super::{set_changeable_columns, COLUMNS};
+
+/// Binds a tenant id and then an indicator's columns in [`COLUMNS`] order.
+macro_rules! bind_indicator {
+    ($query:expr, $tenant:expr, $ind:expr) => {{
+        let ind: &iocd_domain::Indicator = $ind;
+        $query
+            .bind($tenant)
+            .bind(ind.id)
+            .bind(ind.indicator_value.clone())
+            .bind(ind.indicator_type.as_str())
+            .bind(ind.action.as_str())
+            .bind(ind.created_by.clone())
+            .bind(ind.severity.as_str())
+            .bind(ind.category)
+            .bind(ind.application.clone())
+            .bind(ind.educate_url.clone())
+            .bind(ind.bypass_duration_hours)
+            .bind(ind.title.clone())
+            .bind(ind.description.clone())
+            .bind(ind.recommended_actions.clone())
+            .bind(iocd_domain::time::to_ticks(ind.creation_time))
+            .bind(ind.expiration_time.map(iocd_domain::time::to_ticks))
+            .bind(iocd_domain::time::to_ticks(ind.last_update_time))
+            .bind(ind.last_updated_by.clone())
+            .bind($crate::rows::list_text(&ind.rbac_group_names))
+            .bind($crate::rows::list_text(&ind.rbac_group_ids))
+            .bind(ind.notification_id.clone())
+            .bind(ind.notification_body.clone())
+            .bind(ind.version.clone())
+            .bind($crate::rows::list_text(&ind.mitre_techniques))
+            .bind(ind.historical_detection)
+            .bind($crate::rows::raw_text(&ind.look_back_period))
+            .bind(ind.generate_alert)
+            .bind($crate::rows::raw_text(&ind.additional_info))
+            .bind(ind.created_by_display_name.clone())
+            .bind(ind.external_id.clone())
+            .bind(ind.created_by_source.clone())
+            .bind($crate::rows::raw_text(&ind.certificate_info))
+            .bind(ind.value_key.clone())
+    }};
+}
+pub(crate) use bind_indicator;
+
+/// Most rows one multi-row upsert carries (an upsert of this
+/// many rows binds 33 × 256 = 8,448 parameters; PostgreSQL allows 65,535).
+pub const MAX_ROWS_PER_STATEMENT: usize = 256;
+/// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
+/// connection prepares at most nine shapes of each and its statement cache keeps them all.
+const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
+
+type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
+
+/// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
+fn sized(cache: &'static SizedStatements, n: usize, build: fn(usize) -> String) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
+    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
+}
+
+/// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
+pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << n.ilog2()
+        };
+        n -= size;
+        Some(size)
+    })
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// rows of tenant `$1` and type `$2` whose value key is in the array `$3`.
+pub static SELECT_BY_VALUES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND indicator_type = $2 \
+         AND value_key = ANY($3)"
+    )
+});
+
+/// rows of tenant `$1` whose id is in the array `$2`, expired or not.
+pub static SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM indicators WHERE tenant_id = $1 AND id = ANY($2)")
+});
+
+/// deletes the rows of tenant `$1` whose id is in the array `$2`.
+pub const DELETE_BY_IDS: &str = "DELETE FROM indicators WHERE tenant_id = $1 AND id = ANY($2)";
+
+/// inserts `n` rows, each bound by [`bind_indicator`], rewriting whole any row
+/// whose (tenant, id) exists already: creates and updates of a batch in one statement.
+pub fn upsert_sql(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        let per_row = COLUMNS.split(',').count() + 1;
+        let rows: Vec<String> = (0..n)
+            .map(|row| format!("({})", placeholders(row * per_row + 1, per_row)))
+            .collect();
+        format!(
+            "INSERT INTO indicators (tenant_id, {COLUMNS}) VALUES {} \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+            rows.join(", "),
+            set_changeable_columns()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_sizes_add_up_and_are_powers_of_two() {
+        for n in 0..1200 {
+            let sizes: Vec<usize> = statement_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            statement_sizes(500).collect::<Vec<_>>(),
+            [256, 128, 64, 32, 16, 4]
+        );
+    }
+
+    #[test]
+    fn upsert_binds_as_many_parameters_as_insert() {
+        let one = upsert_sql(1);
+        assert!(one.contains("($1, $2,") && one.ends_with("external_id = excluded.external_id"));
+        assert!(one.contains("$33)") && !one.contains("$34"));
+        assert!(!one.contains("value_key = excluded") && one.contains("title = excluded.title"));
+        let two = upsert_sql(2);
+        assert!(two.contains("($34, $35,") && two.contains("$66)") && !two.contains("$67"));
+        assert!(!one.contains(" id = excluded.id"));
+    }
+}
