@@ -94,3 +94,11 @@ impl Modify for BearerAuth {
     tags((name = "indicators", description = "Submit, list, import, read and delete indicators"))
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON: what `/openapi.json` serves, `iocd openapi` prints and
+/// `docs/openapi.json` commits, so that a change to the API shows up in review as a diff.
+pub fn document_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}

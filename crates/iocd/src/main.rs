@@ -61,6 +61,9 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArg,
     },
+    /// Print the OpenAPI document the server serves at /openapi.json (as committed in
+    /// docs/openapi.json).
+    Openapi,
 }
 
 #[derive(clap::Args)]
@@ -356,5 +359,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => export::run(args).await,
         Command::Ca { db } => tls::print_authority(&db.database).await,
+        Command::Openapi => {
+            println!("{}", iocd_server::openapi::document_json());
+            Ok(())
+        }
     }
 }

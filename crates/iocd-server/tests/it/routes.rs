@@ -284,3 +284,27 @@ on_every_backend!(
     openapi_document_and_docs_page_are_served,
     every_route_answers_with_a_trailing_slash,
 );
+
+/// `docs/openapi.json` is the API's description under review: any change to a route, a schema
+/// or a status shows up as a diff of that file. Regenerate it with
+/// `IOCD_UPDATE_OPENAPI=1 cargo test --workspace -- committed_openapi` (or `iocd openapi`).
+#[tokio::test]
+async fn committed_openapi_document_is_the_served_one() {
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let generated = format!("{}\n", iocd_server::openapi::document_json());
+    if std::env::var_os("IOCD_UPDATE_OPENAPI").is_some() {
+        std::fs::write(committed_path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi.json is not what the server serves; regenerate it with \
+         `IOCD_UPDATE_OPENAPI=1 cargo test --workspace -- committed_openapi` and commit the diff"
+    );
+
+    let server = TestServer::start().await;
+    let (status, served) = status_json(server.send(Method::GET, "/openapi.json").await).await;
+    assert_eq!(status, 200);
+    let committed: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    assert_eq!(served, committed);
+}
