@@ -3,6 +3,7 @@
 //! like Entra's, and the API validates bearer tokens from iocd itself or from external issuers
 //! such as a real Entra tenant. No HTTP routing and no SQL live here.
 
+mod assertion;
 mod credentials;
 mod discovery;
 pub mod entra;
@@ -10,6 +11,10 @@ mod jwks;
 mod signing;
 mod validation;
 
+pub use assertion::{
+    unverified_assertion_issuer, validate_assertion, AssertionError, CertificateError,
+    ClientCertificate, ValidatedAssertion, JWT_BEARER_ASSERTION_TYPE,
+};
 pub use credentials::{generate_client_id, generate_client_secret, hash_secret, verify_secret};
 pub use discovery::openid_configuration;
 pub use jwks::{

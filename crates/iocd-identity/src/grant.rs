@@ -15,6 +15,9 @@ pub struct TokenRequest {
     /// The host the client called (without port): on an Entra login host (reached through
     /// interception) the token carries Entra's issuer.
     pub host: String,
+    /// The scheme, host and port the client called (`https://login.microsoftonline.com`): a
+    /// client assertion's `aud` may name the token endpoint there.
+    pub origin: String,
 }
 
 impl TokenRequest {
@@ -94,6 +97,17 @@ pub struct GrantedToken {
     pub audience: String,
 }
 
+/// AADSTS700016: no app with this client id in the tenant.
+pub(crate) fn unknown_app(client_id: &str, tenant: &str) -> GrantError {
+    GrantError::new(
+        "invalid_client",
+        700016,
+        format!(
+            "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
+        ),
+    )
+}
+
 fn storage_failure(e: iocd_store::StoreError) -> GrantError {
     tracing::error!(error = %e, "storage failure at the token endpoint");
     GrantError::temporarily_unavailable()
@@ -134,12 +148,32 @@ impl IdentityProvider {
             }
         }
         self.require_tenant(tenant, "invalid_request").await?;
-        if request.get("client_assertion").is_some() {
-            return Err(GrantError::new(
-                "invalid_client",
-                7000218,
-                "Certificate credentials (client_assertion) are not supported by iocd; send the app's client_secret.",
-            ));
+        if let Some(assertion) = request.get("client_assertion") {
+            match request.get("client_assertion_type") {
+                Some(iocd_auth::JWT_BEARER_ASSERTION_TYPE) => {}
+                None => return Err(GrantError::missing_parameter("client_assertion_type")),
+                Some(other) => {
+                    return Err(GrantError::new(
+                        "invalid_request",
+                        900144,
+                        format!(
+                            "client_assertion_type '{other}' is not supported; use {}.",
+                            iocd_auth::JWT_BEARER_ASSERTION_TYPE
+                        ),
+                    ))
+                }
+            }
+            // Entra lets a client leave client_id out when its assertion names it.
+            let client_id = match request.get("client_id") {
+                Some(id) => id.to_string(),
+                None => iocd_auth::unverified_assertion_issuer(assertion)
+                    .ok_or_else(|| GrantError::missing_parameter("client_id"))?,
+            };
+            let audience = self.requested_audience(request, version)?;
+            let registration = self
+                .authenticate_assertion(tenant, &[tenant], &client_id, assertion, &request.origin)
+                .await?;
+            return self.issue(registration, audience, version, request);
         }
         let (client_id, client_secret) = match &request.basic_credentials {
             Some(basic) => basic.clone(),
@@ -168,13 +202,7 @@ impl IdentityProvider {
             .map_err(storage_failure)?
         {
             Ok(registration) => registration,
-            Err(ClientAuthError::UnknownApp) => {
-                return Err(GrantError::new(
-                    "invalid_client",
-                    700016,
-                    format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
-                ))
-            }
+            Err(ClientAuthError::UnknownApp) => return Err(unknown_app(&client_id, tenant)),
             Err(ClientAuthError::WrongSecret) => {
                 return Err(GrantError::new(
                     "invalid_client",
@@ -183,6 +211,17 @@ impl IdentityProvider {
                 ))
             }
         };
+        self.issue(registration, audience, version, request)
+    }
+
+    /// Signs the token a granted request gets.
+    fn issue(
+        &self,
+        registration: iocd_store::AppRegistration,
+        audience: String,
+        version: TokenVersion,
+        request: &TokenRequest,
+    ) -> Result<GrantedToken, GrantError> {
         let issuer = self.issuer_template(version, &request.host);
         let issued = self
             .signing_key()

@@ -7,6 +7,7 @@
 //! onto status codes and response bodies.
 
 mod authenticate;
+mod certificates;
 mod config;
 mod grant;
 mod provider;
@@ -14,11 +15,17 @@ mod registration;
 mod roles;
 
 pub use authenticate::{AuthenticationError, TokenAuthenticator};
+pub use certificates::{
+    add_app_certificate, app_certificates, describe_certificate, is_token_endpoint,
+    read_certificate, CertificateRegistrationError, RegisteredCertificate,
+};
 pub use config::{ExternalIssuer, IdentityConfig, DEFAULT_AUDIENCES};
 pub use grant::{GrantError, GrantedToken, TokenRequest};
+/// An app's certificate, read by [`read_certificate`].
+pub use iocd_auth::ClientCertificate;
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
-    bootstrap_development_app, register_app, validate_tenant_id, NewAppCredentials, RegisterError,
-    DEVELOPMENT_APP_NAME,
+    bootstrap_development_app, register_app, register_certificate_app, validate_tenant_id,
+    NewAppCredentials, NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, NO_SECRET,
 };
 pub use roles::{Caller, MissingRoles, Role, READ_ROLES, WRITE_ROLES};

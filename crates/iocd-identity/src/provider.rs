@@ -27,6 +27,7 @@ pub struct IdentityProvider {
     issuer_base: String,
     accepted_audiences: Vec<String>,
     token_lifetime: Duration,
+    leeway_secs: u64,
     known_tenants: Mutex<HashMap<String, Instant>>,
     verified_secrets: Mutex<HashMap<String, VerifiedSecret>>,
     /// argon2 takes ~19 MiB and tens of milliseconds per verification: at most one per core
@@ -76,6 +77,7 @@ impl IdentityProvider {
             issuer_base,
             accepted_audiences,
             token_lifetime: config.token_lifetime,
+            leeway_secs: config.leeway_secs,
             known_tenants: Mutex::new(HashMap::new()),
             verified_secrets: Mutex::new(HashMap::new()),
             argon2_permits: tokio::sync::Semaphore::new(cores),
@@ -100,6 +102,11 @@ impl IdentityProvider {
 
     pub fn token_lifetime(&self) -> Duration {
         self.token_lifetime
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf` (of bearer tokens and client assertions).
+    pub fn leeway_secs(&self) -> u64 {
+        self.leeway_secs
     }
 
     /// The `iss` of v2 tokens: `{base}/{tenantid}/v2.0`, like `login.microsoftonline.com`.

@@ -3,6 +3,11 @@
 use iocd_domain::time;
 use iocd_store::{AppInsertError, AppRegistration, IdentityStore};
 
+use iocd_auth::ClientCertificate;
+
+use crate::certificates::{
+    add_app_certificate, CertificateRegistrationError, RegisteredCertificate,
+};
 use crate::roles::Role;
 
 /// Names that cannot be tenant ids because they are (or shadow) paths of the server, plus
@@ -75,6 +80,58 @@ pub async fn register_app(
     display_name: &str,
     roles: &[Role],
 ) -> Result<NewAppCredentials, RegisterError> {
+    check_app(tenant_id, display_name)?;
+    let client_secret = iocd_auth::generate_client_secret();
+    let secret = client_secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
+        .await
+        .map_err(|e| RegisterError::Internal(e.to_string()))?;
+    let app = insert_app(store, tenant_id, display_name, roles, secret_hash).await?;
+    Ok(NewAppCredentials {
+        tenant_id: app.tenant_id,
+        client_id: app.client_id,
+        client_secret,
+    })
+}
+
+/// A new app whose credential is a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCertificateApp {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub certificates: Vec<RegisteredCertificate>,
+}
+
+/// Registers an app whose credential is `certificate` (client assertions signed with its key);
+/// it has no secret. More certificates: [`crate::add_app_certificate`].
+pub async fn register_certificate_app(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    display_name: &str,
+    roles: &[Role],
+    certificate: &ClientCertificate,
+) -> Result<NewCertificateApp, RegisterError> {
+    check_app(tenant_id, display_name)?;
+    let app = insert_app(store, tenant_id, display_name, roles, NO_SECRET.to_string()).await?;
+    let registered = match add_app_certificate(store, tenant_id, &app.client_id, certificate).await
+    {
+        Ok(registered) => registered,
+        Err(CertificateRegistrationError::Store(e)) => return Err(e.into()),
+        Err(other) => return Err(RegisterError::Internal(other.to_string())),
+    };
+    Ok(NewCertificateApp {
+        tenant_id: app.tenant_id,
+        client_id: app.client_id,
+        certificates: vec![registered],
+    })
+}
+
+/// The stored secret hash of an app without a secret: it parses as no argon2 hash, so no
+/// secret ever verifies against it.
+pub const NO_SECRET: &str = "";
+
+fn check_app(tenant_id: &str, display_name: &str) -> Result<(), RegisterError> {
     validate_tenant_id(tenant_id).map_err(RegisterError::Invalid)?;
     let display_name = display_name.trim();
     if display_name.is_empty()
@@ -85,41 +142,39 @@ pub async fn register_app(
             "display name '{display_name}' is invalid: use 1 to {MAX_DISPLAY_NAME_CHARS} characters without control characters"
         )));
     }
+    Ok(())
+}
+
+async fn insert_app(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    display_name: &str,
+    roles: &[Role],
+    secret_hash: String,
+) -> Result<AppRegistration, RegisterError> {
     let mut role_names: Vec<String> = Vec::new();
     for role in roles {
         if !role_names.iter().any(|r| r == role.as_str()) {
             role_names.push(role.as_str().to_string());
         }
     }
-    let client_secret = iocd_auth::generate_client_secret();
-    let secret = client_secret.clone();
-    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
-        .await
-        .map_err(|e| RegisterError::Internal(e.to_string()))?;
     let app = AppRegistration {
         tenant_id: tenant_id.to_string(),
         client_id: iocd_auth::generate_client_id(),
         object_id: uuid::Uuid::new_v4().to_string(),
-        display_name: display_name.to_string(),
+        display_name: display_name.trim().to_string(),
         secret_hash,
         roles: role_names,
         created_at: time::now(),
     };
     match store.insert_app(&app).await {
-        Ok(()) => {}
+        Ok(()) => Ok(app),
         // A random UUID v4 colliding is not going to happen; report it plainly if it does.
-        Err(AppInsertError::DuplicateClientId(id)) => {
-            return Err(RegisterError::Invalid(format!(
-                "client id {id} already exists; run the command again"
-            )))
-        }
-        Err(AppInsertError::Store(e)) => return Err(e.into()),
+        Err(AppInsertError::DuplicateClientId(id)) => Err(RegisterError::Invalid(format!(
+            "client id {id} already exists; run the command again"
+        ))),
+        Err(AppInsertError::Store(e)) => Err(e.into()),
     }
-    Ok(NewAppCredentials {
-        tenant_id: app.tenant_id,
-        client_id: app.client_id,
-        client_secret,
-    })
 }
 
 /// Display name of the app `iocd serve` creates on an empty database.

@@ -142,6 +142,7 @@ fn parse_form(
         fields,
         basic_credentials: basic_credentials(headers),
         host: origin.host.clone(),
+        origin: origin.url.clone(),
     })
 }
 

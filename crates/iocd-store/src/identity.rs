@@ -47,6 +47,29 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
+/// A certificate registered on an app (certificate credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAppCertificate {
+    pub client_id: String,
+    /// SHA-1 of the DER certificate, upper-case hex.
+    pub thumbprint: String,
+    /// SHA-256 of the DER certificate, upper-case hex.
+    pub thumbprint_sha256: String,
+    pub certificate_pem: String,
+    pub not_after: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// What adding a certificate to an app did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateAdded {
+    Added,
+    /// The app already has a certificate with this thumbprint.
+    AlreadyThere,
+    /// No app with that client id in that tenant.
+    NoSuchApp,
+}
+
 /// Why an app could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum AppInsertError {
@@ -87,6 +110,37 @@ pub trait IdentityStore: Send + Sync + 'static {
         &self,
         candidate: &StoredSigningKey,
     ) -> Result<StoredSigningKey, StoreError>;
+
+    /// Registers a certificate on the app `certificate.client_id` of `tenant_id`.
+    async fn add_app_certificate(
+        &self,
+        tenant_id: &str,
+        certificate: &StoredAppCertificate,
+    ) -> Result<CertificateAdded, StoreError>;
+
+    /// Removes the app's certificate with this SHA-1 thumbprint; false when there was none.
+    async fn remove_app_certificate(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        thumbprint: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The app's certificates, oldest first.
+    async fn app_certificates(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<StoredAppCertificate>, StoreError>;
+
+    /// Records that a client assertion with this `jti` was used; false when it was already
+    /// (and has not expired), on any server sharing the database. Prunes expired entries.
+    async fn record_assertion_id(
+        &self,
+        client_id: &str,
+        jti: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     /// Claims a one-time set-up step; true for exactly one caller per database, ever.
     async fn claim_bootstrap_step(&self, step: &str, now: Timestamp) -> Result<bool, StoreError>;
@@ -138,6 +192,32 @@ impl From<KeyRow> for StoredSigningKey {
         StoredSigningKey {
             kid: row.kid,
             private_key_pem: row.private_key_pem,
+            created_at: iocd_domain::time::from_ticks(row.created_at),
+        }
+    }
+}
+
+pub(crate) const CERTIFICATE_COLUMNS: &str =
+    "client_id, thumbprint, thumbprint_sha256, certificate_pem, not_after, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CertificateRow {
+    pub client_id: String,
+    pub thumbprint: String,
+    pub thumbprint_sha256: String,
+    pub certificate_pem: String,
+    pub not_after: i64,
+    pub created_at: i64,
+}
+
+impl From<CertificateRow> for StoredAppCertificate {
+    fn from(row: CertificateRow) -> Self {
+        StoredAppCertificate {
+            client_id: row.client_id,
+            thumbprint: row.thumbprint,
+            thumbprint_sha256: row.thumbprint_sha256,
+            certificate_pem: row.certificate_pem,
+            not_after: iocd_domain::time::from_ticks(row.not_after),
             created_at: iocd_domain::time::from_ticks(row.created_at),
         }
     }
@@ -275,6 +355,103 @@ macro_rules! impl_identity_store {
                             "the signing key vanished right after it was stored".to_string(),
                         )
                     })
+            }
+
+            async fn add_app_certificate(
+                &self,
+                tenant_id: &str,
+                certificate: &$crate::identity::StoredAppCertificate,
+            ) -> Result<$crate::identity::CertificateAdded, $crate::StoreError> {
+                let sql = format!(
+                    "INSERT INTO app_certificates ({}) \
+                     SELECT client_id, $3, $4, $5, $6, $7 FROM apps \
+                     WHERE tenant_id = $1 AND client_id = $2 \
+                     ON CONFLICT (client_id, thumbprint) DO NOTHING",
+                    $crate::identity::CERTIFICATE_COLUMNS
+                );
+                let done = sqlx::query(&sql)
+                    .bind(tenant_id)
+                    .bind(&certificate.client_id)
+                    .bind(&certificate.thumbprint)
+                    .bind(&certificate.thumbprint_sha256)
+                    .bind(&certificate.certificate_pem)
+                    .bind(iocd_domain::time::to_ticks(certificate.not_after))
+                    .bind(iocd_domain::time::to_ticks(certificate.created_at))
+                    .execute(&self.readers)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    return Ok($crate::identity::CertificateAdded::Added);
+                }
+                let app = $crate::identity::IdentityStore::find_app(
+                    self,
+                    tenant_id,
+                    &certificate.client_id,
+                )
+                .await?;
+                Ok(if app.is_some() {
+                    $crate::identity::CertificateAdded::AlreadyThere
+                } else {
+                    $crate::identity::CertificateAdded::NoSuchApp
+                })
+            }
+
+            async fn remove_app_certificate(
+                &self,
+                tenant_id: &str,
+                client_id: &str,
+                thumbprint: &str,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM app_certificates WHERE client_id = $2 AND thumbprint = $3 \
+                     AND client_id IN (SELECT client_id FROM apps WHERE tenant_id = $1)",
+                )
+                .bind(tenant_id)
+                .bind(client_id)
+                .bind(thumbprint)
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn app_certificates(
+                &self,
+                client_id: &str,
+            ) -> Result<Vec<$crate::identity::StoredAppCertificate>, $crate::StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM app_certificates WHERE client_id = $1 \
+                     ORDER BY created_at, thumbprint",
+                    $crate::identity::CERTIFICATE_COLUMNS
+                );
+                let rows: Vec<$crate::identity::CertificateRow> = sqlx::query_as(&sql)
+                    .bind(client_id)
+                    .fetch_all(&self.readers)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn record_assertion_id(
+                &self,
+                client_id: &str,
+                jti: &str,
+                expires_at: iocd_domain::time::Timestamp,
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let now = iocd_domain::time::to_ticks(now);
+                // An expired entry can be dropped: its assertion is refused as expired anyway.
+                sqlx::query("DELETE FROM client_assertion_ids WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&self.readers)
+                    .await?;
+                let done = sqlx::query(
+                    "INSERT INTO client_assertion_ids (client_id, jti, expires_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
+                )
+                .bind(client_id)
+                .bind(jti)
+                .bind(iocd_domain::time::to_ticks(expires_at))
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn claim_bootstrap_step(

@@ -23,7 +23,10 @@ use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Indicator, Submission};
 
 pub use authority::{CertificateAuthorityStore, StoredCertificateAuthority};
-pub use identity::{AppInsertError, AppRegistration, IdentityStore, StoredSigningKey};
+pub use identity::{
+    AppInsertError, AppRegistration, CertificateAdded, IdentityStore, StoredAppCertificate,
+    StoredSigningKey,
+};
 pub use listing::{ListPage, ListRequest};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -1,7 +1,11 @@
 //! `iocd apps`: registering, listing and deleting the apps that may get tokens.
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
-use iocd_identity::{register_app, RegisterError, Role};
+use iocd_identity::{
+    register_app, register_certificate_app, ClientCertificate, RegisterError, Role, NO_SECRET,
+};
 use iocd_store::AppRegistration;
 use serde_json::{json, Value};
 
@@ -19,37 +23,109 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
         .collect()
 }
 
-/// Registers an app and returns `{"tenantId","clientId","clientSecret"}`.
+/// Registers an app and returns `{"tenantId","clientId","clientSecret"}`, or, given a
+/// certificate, `{"tenantId","clientId","certificates":[…]}` (such an app has no secret).
 pub async fn create(
     database: &str,
     tenant: &str,
     name: &str,
     role_names: &[String],
+    certificate: Option<&Path>,
 ) -> anyhow::Result<Value> {
     let roles = parse_roles(role_names)?;
+    let certificate = certificate.map(read_certificate).transpose()?;
     let stores = open(database).await?;
-    match register_app(stores.identity.as_ref(), tenant, name, &roles).await {
-        Ok(credentials) => Ok(serde_json::to_value(credentials)?),
+    let created = match &certificate {
+        None => register_app(stores.identity.as_ref(), tenant, name, &roles)
+            .await
+            .map(serde_json::to_value),
+        Some(certificate) => {
+            register_certificate_app(stores.identity.as_ref(), tenant, name, &roles, certificate)
+                .await
+                .map(serde_json::to_value)
+        }
+    };
+    match created {
+        Ok(value) => Ok(value?),
         Err(error @ (RegisterError::Invalid(_) | RegisterError::Internal(_))) => bail!(error),
         Err(RegisterError::Store(e)) => Err(e).context("storing the app"),
     }
 }
 
-fn describe(app: &AppRegistration) -> Value {
+fn read_certificate(path: &Path) -> anyhow::Result<ClientCertificate> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the certificate {}", path.display()))?;
+    iocd_identity::read_certificate(&text)
+        .with_context(|| format!("reading the certificate {}", path.display()))
+}
+
+/// Registers one more certificate on an app (its secret and other certificates stay valid).
+pub async fn add_certificate(
+    database: &str,
+    tenant: &str,
+    client_id: &str,
+    certificate: &Path,
+) -> anyhow::Result<Value> {
+    let certificate = read_certificate(certificate)?;
+    let stores = open(database).await?;
+    let added = iocd_identity::add_app_certificate(
+        stores.identity.as_ref(),
+        tenant,
+        client_id,
+        &certificate,
+    )
+    .await?;
+    Ok(json!({"tenantId": tenant, "clientId": client_id, "certificate": added}))
+}
+
+/// Removes a certificate from an app by its SHA-1 thumbprint (hex, any case, `:` allowed).
+pub async fn remove_certificate(
+    database: &str,
+    tenant: &str,
+    client_id: &str,
+    thumbprint: &str,
+) -> anyhow::Result<Value> {
+    let thumbprint: String = thumbprint
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let stores = open(database).await?;
+    if !stores
+        .identity
+        .remove_app_certificate(tenant, client_id, &thumbprint)
+        .await?
+    {
+        bail!("app '{client_id}' of tenant '{tenant}' has no certificate with thumbprint {thumbprint}");
+    }
+    Ok(
+        json!({"tenantId": tenant, "clientId": client_id, "thumbprint": thumbprint, "removed": true}),
+    )
+}
+
+fn describe(app: &AppRegistration, certificates: &[ClientCertificate]) -> Value {
     json!({
         "tenantId": app.tenant_id,
         "clientId": app.client_id,
         "displayName": app.display_name,
         "roles": app.roles,
+        "hasSecret": app.secret_hash != NO_SECRET,
+        "certificates": certificates.iter().map(iocd_identity::describe_certificate).collect::<Vec<_>>(),
         "createdDateTime": iocd_domain::time::format_wire(app.created_at),
     })
 }
 
-/// The apps (of one tenant or of all), without their secrets.
+/// The apps (of one tenant or of all), without their secrets, with their certificates.
 pub async fn list(database: &str, tenant: Option<&str>) -> anyhow::Result<Value> {
     let stores = open(database).await?;
     let apps = stores.identity.list_apps(tenant).await?;
-    Ok(Value::Array(apps.iter().map(describe).collect()))
+    let mut described = Vec::with_capacity(apps.len());
+    for app in &apps {
+        let certificates =
+            iocd_identity::app_certificates(stores.identity.as_ref(), &app.client_id).await?;
+        described.push(describe(app, &certificates));
+    }
+    Ok(Value::Array(described))
 }
 
 /// Deletes an app. Tokens it already holds stay valid until they expire, as with Entra.

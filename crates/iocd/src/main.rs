@@ -10,6 +10,7 @@ mod import;
 mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -88,6 +89,33 @@ enum AppsCommand {
         /// Application role: Ti.Read.All, Ti.ReadWrite or Ti.ReadWrite.All (repeatable).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// Give the app this certificate (a PEM file; only its CERTIFICATE block is read)
+        /// instead of a secret: it then signs client assertions with the certificate's key.
+        #[arg(long, value_name = "PEM")]
+        certificate: Option<PathBuf>,
+    },
+    /// Register one more certificate (PEM) on an app; its secret and other certificates stay.
+    AddCertificate {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+        /// A PEM file; only its CERTIFICATE block is read.
+        #[arg(long, value_name = "PEM")]
+        certificate: PathBuf,
+    },
+    /// Remove a certificate from an app, by its SHA-1 thumbprint (as `apps list` shows it).
+    RemoveCertificate {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        thumbprint: String,
     },
     /// List apps (without secrets) as JSON.
     List {
@@ -318,7 +346,20 @@ async fn run_apps(command: AppsCommand) -> anyhow::Result<()> {
             tenant,
             name,
             roles,
-        } => apps::create(&db.database, &tenant, &name, &roles).await?,
+            certificate,
+        } => apps::create(&db.database, &tenant, &name, &roles, certificate.as_deref()).await?,
+        AppsCommand::AddCertificate {
+            db,
+            tenant,
+            client_id,
+            certificate,
+        } => apps::add_certificate(&db.database, &tenant, &client_id, &certificate).await?,
+        AppsCommand::RemoveCertificate {
+            db,
+            tenant,
+            client_id,
+            thumbprint,
+        } => apps::remove_certificate(&db.database, &tenant, &client_id, &thumbprint).await?,
         AppsCommand::List { db, tenant } => apps::list(&db.database, tenant.as_deref()).await?,
         AppsCommand::Delete {
             db,

@@ -2,6 +2,7 @@
 //! spoken to over HTTP, each test on a scratch database of its own, most on both backends.
 
 mod auth;
+mod certificates;
 mod hostile;
 mod ids;
 mod import;
