@@ -49,17 +49,20 @@ pub enum Family {
     Import,
     /// `POST /api/indicators/BatchDelete`.
     BatchDelete,
+    /// iocd's match API (`GET`/`POST /iocd/v1/match`); unlimited unless configured.
+    Match,
 }
 
 impl Family {
     /// Every family, in declaration order.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Submit,
         Family::List,
         Family::Get,
         Family::Delete,
         Family::Import,
         Family::BatchDelete,
+        Family::Match,
     ];
 
     /// Stable lower-case name, used in Redis keys and configuration.
@@ -71,6 +74,7 @@ impl Family {
             Family::Delete => "delete",
             Family::Import => "import",
             Family::BatchDelete => "batchdelete",
+            Family::Match => "match",
         }
     }
 
@@ -88,7 +92,7 @@ impl fmt::Display for Family {
 
 /// The name given to [`Family::from_str`] matched no family.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown rate-limit family {0:?} (expected one of submit, list, get, delete, import, batchdelete)")]
+#[error("unknown rate-limit family {0:?} (expected one of submit, list, get, delete, import, batchdelete, match)")]
 pub struct UnknownFamily(pub String);
 
 impl FromStr for Family {

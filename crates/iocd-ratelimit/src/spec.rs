@@ -37,7 +37,7 @@ pub struct InvalidOverride {
 }
 
 const SYNTAX_HINT: &str = "expected FAMILY=LIMIT/PERIOD[,LIMIT/PERIOD…] or FAMILY=off, e.g. submit=100/1m,1500/1h; \
-     FAMILY is submit, list, get, delete, import, batchdelete or all; PERIOD is a number and a unit ms, s, m, h or d";
+     FAMILY is submit, list, get, delete, import, batchdelete, match or all; PERIOD is a number and a unit ms, s, m, h or d";
 
 impl FromStr for PolicyOverride {
     type Err = InvalidOverride;

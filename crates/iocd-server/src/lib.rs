@@ -6,6 +6,7 @@ pub mod extract;
 pub mod handlers;
 pub mod identity;
 pub mod list;
+pub mod match_api;
 pub mod oauth;
 pub mod openapi;
 mod paths;
@@ -23,7 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use iocd_ratelimit::RateLimiter;
-use iocd_store::{IndicatorStore, Stores, WriteLimits};
+use iocd_store::{IndexedStore, IndicatorStore, MatchEngine, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::ServiceBuilder;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Decides every API call's rate limit (built from `config.rate_limits`).
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The tenants' match indexes, following `store`'s writes (and other replicas').
+    pub matcher: Arc<MatchEngine>,
 }
 
 impl AppState {
@@ -106,8 +109,12 @@ impl AppState {
         );
         let authenticator = Arc::new(TokenAuthenticator::new(identity.clone(), &config.identity));
         let rate_limiter = ratelimit::build_limiter(&config.rate_limits).await?;
+        let matcher = MatchEngine::start(stores.indicators.clone());
+        let store: Arc<dyn IndicatorStore> =
+            Arc::new(IndexedStore::new(stores.indicators, matcher.clone()));
         Ok(AppState {
-            store: stores.indicators,
+            store,
+            matcher,
             authenticator,
             identity,
             config: Arc::new(config),
@@ -144,6 +151,19 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
+/// iocd's own routes (under `/iocd/v1`).
+fn iocd_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/iocd/v1/match",
+            post(match_api::match_batch).get(match_api::match_one),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::enforce,
+        ))
+}
+
 /// The application with all its layers, ready to serve.
 pub fn app(state: AppState) -> Router {
     let openapi = openapi::ApiDoc::openapi();
@@ -152,6 +172,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/api", api_routes(&state))
         .nest("/api/v1.0", api_routes(&state))
+        .merge(iocd_routes(&state))
         .merge(oauth::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))

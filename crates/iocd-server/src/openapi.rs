@@ -84,14 +84,21 @@ impl Modify for BearerAuth {
         crate::list::list_indicators,
         crate::bulk::import_indicators,
         crate::bulk::batch_delete_indicators,
+        crate::match_api::match_batch,
+        crate::match_api::match_one,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
         crate::list::IndicatorCollection, crate::bulk::ImportRequest, crate::bulk::ImportResult,
         crate::bulk::ImportResponse, crate::bulk::BatchDeleteRequest,
+        crate::match_api::MatchBody, crate::match_api::MatchResponse,
+        crate::match_api::MatchResult, crate::match_api::ItemError,
     )),
     modifiers(&BearerAuth),
-    tags((name = "indicators", description = "Submit, list, import, read and delete indicators"))
+    tags(
+        (name = "indicators", description = "Submit, list, import, read and delete indicators"),
+        (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
+    )
 )]
 pub struct ApiDoc;
 

@@ -114,6 +114,7 @@ pub fn family_of(method: &Method, route: &str) -> Option<Family> {
         ("DELETE", "/indicators/{id}") => Family::Delete,
         ("POST", "/indicators/import") => Family::Import,
         ("POST", "/indicators/BatchDelete") => Family::BatchDelete,
+        ("GET" | "POST", "/iocd/v1/match") => Family::Match,
         _ => return None,
     };
     Some(family)
@@ -235,6 +236,8 @@ mod tests {
                 "/indicators/BatchDelete",
                 Some(Family::BatchDelete),
             ),
+            (Method::GET, "/iocd/v1/match", Some(Family::Match)),
+            (Method::POST, "/iocd/v1/match", Some(Family::Match)),
             (Method::GET, "/health", None),
             (Method::PUT, "/api/indicators/{id}", None),
         ];

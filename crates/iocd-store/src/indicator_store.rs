@@ -76,6 +76,71 @@ macro_rules! impl_indicator_store {
                     .await?;
                 Ok(n as u64)
             }
+
+            async fn index_tenants(&self) -> Result<Vec<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::matching::sql::TENANTS)
+                    .fetch_all(&self.readers)
+                    .await?)
+            }
+
+            async fn index_rows(
+                &self,
+                tenant_id: &str,
+                updated_since_ticks: i64,
+            ) -> Result<Vec<$crate::IndexRow>, $crate::StoreError> {
+                let rows: Vec<$crate::matching::IndexRowText> =
+                    sqlx::query_as($crate::matching::sql::ROWS_SINCE)
+                        .bind(tenant_id)
+                        .bind(updated_since_ticks)
+                        .fetch_all(&self.readers)
+                        .await?;
+                rows.into_iter().map($crate::IndexRow::try_from).collect()
+            }
+
+            async fn tenant_summary(
+                &self,
+                tenant_id: &str,
+            ) -> Result<$crate::TenantSummary, $crate::StoreError> {
+                let (rows, id_sum): (i64, i64) = sqlx::query_as($crate::matching::sql::SUMMARY)
+                    .bind(tenant_id)
+                    .fetch_one(&self.readers)
+                    .await?;
+                Ok($crate::TenantSummary {
+                    rows: rows as u64,
+                    id_sum,
+                })
+            }
+
+            async fn index_ids(&self, tenant_id: &str) -> Result<Vec<i64>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::matching::sql::IDS)
+                    .bind(tenant_id)
+                    .fetch_all(&self.readers)
+                    .await?)
+            }
+
+            async fn get_many(
+                &self,
+                scope: &$crate::Scope,
+                ids: &[i64],
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<Vec<iocd_domain::Indicator>, $crate::StoreError> {
+                let mut found = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks($crate::matching::sql::GET_MANY_CHUNK) {
+                    let sql = $crate::matching::sql::get_many_sql(chunk.len());
+                    let mut query = sqlx::query_as::<_, $crate::rows::IndicatorRow>(&sql)
+                        .bind(&scope.tenant_id)
+                        .bind($crate::rows::ticks(now))
+                        .bind(scope.owner.as_deref())
+                        .bind(None::<i64>);
+                    for id in chunk {
+                        query = query.bind(*id);
+                    }
+                    for row in query.fetch_all(&self.readers).await? {
+                        found.push(iocd_domain::Indicator::try_from(row)?);
+                    }
+                }
+                Ok(found)
+            }
         }
     };
 }

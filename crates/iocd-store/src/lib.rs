@@ -9,6 +9,7 @@ mod batch;
 pub mod identity;
 mod indicator_store;
 mod listing;
+pub mod matching;
 pub mod postgres;
 mod protocol;
 mod rows;
@@ -28,6 +29,7 @@ pub use identity::{
     StoredSigningKey,
 };
 pub use listing::{ListPage, ListRequest};
+pub use matching::{IndexRow, IndexedStore, MatchEngine, TenantSummary};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -152,6 +154,31 @@ pub trait IndicatorStore: Send + Sync + 'static {
 
     /// Active indicators of the tenant (what the quota counts).
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// The tenants that have indicators (the match index loads them at start).
+    async fn index_tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// What the match index keeps of every row of the tenant (expired ones included) updated
+    /// at or after `updated_since_ticks` (`i64::MIN`: all).
+    async fn index_rows(
+        &self,
+        tenant_id: &str,
+        updated_since_ticks: i64,
+    ) -> Result<Vec<IndexRow>, StoreError>;
+
+    /// Row count and id sum of the tenant, expired rows included.
+    async fn tenant_summary(&self, tenant_id: &str) -> Result<TenantSummary, StoreError>;
+
+    /// Every id of the tenant, expired rows included.
+    async fn index_ids(&self, tenant_id: &str) -> Result<Vec<i64>, StoreError>;
+
+    /// The active indicators among `ids` visible in `scope`, in no particular order.
+    async fn get_many(
+        &self,
+        scope: &Scope,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<Vec<Indicator>, StoreError>;
 }
 
 /// The stores of one database, sharing its connections.

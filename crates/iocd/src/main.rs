@@ -174,7 +174,7 @@ struct ServeArgs {
     #[arg(long, env = "IOCD_RATE_LIMITS", value_enum, default_value_t = Switch::On)]
     rate_limits: Switch,
     /// Replace one family's limits: FAMILY=LIMIT/PERIOD[,LIMIT/PERIOD…] or FAMILY=off, where FAMILY
-    /// is submit, list, get, delete, import, batchdelete or all and PERIOD a number with ms, s, m, h
+    /// is submit, list, get, delete, import, batchdelete, match or all and PERIOD a number with ms, s, m, h
     /// or d (e.g. submit=100/1m,1500/1h). Repeatable; in the environment variable separate settings
     /// with ';'.
     #[arg(

@@ -159,6 +159,9 @@ pub struct MatchIndex {
     group_set_ids: HashMap<Box<[Box<str>]>, u32>,
     hasher: DefaultHashBuilder,
     live: usize,
+    /// Sum of the live indicators' ids (wrapping): with `live`, a cheap fingerprint a store
+    /// can compare with its own to notice rows deleted behind the index's back.
+    id_sum: i64,
 }
 
 impl Default for MatchIndex {
@@ -227,6 +230,7 @@ impl MatchIndex {
             group_set_ids: HashMap::new(),
             hasher: DefaultHashBuilder::default(),
             live: 0,
+            id_sum: 0,
         }
     }
 
@@ -374,6 +378,7 @@ impl MatchIndex {
             *self.url_hosts.entry(self.host_hash(&key)).or_default() += 1;
         }
         self.live += 1;
+        self.id_sum = self.id_sum.wrapping_add(record.id);
         true
     }
 
@@ -396,12 +401,45 @@ impl MatchIndex {
             return false;
         };
         let (slot, _) = found.remove();
+        self.forget_slot(slot, kind, &key);
+        true
+    }
+
+    /// Wrapping sum of the indexed indicators' ids (see the field).
+    pub fn id_sum(&self) -> i64 {
+        self.id_sum
+    }
+
+    /// Removes every indicator whose id `keep` refuses, in one pass over the slab; returns
+    /// how many were removed. For deletes known only by id (or found missing from the store).
+    pub fn retain_ids(&mut self, mut keep: impl FnMut(i64) -> bool) -> usize {
+        let doomed: Vec<(u32, KeyKind, Vec<u8>)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.live && !keep(e.id))
+            .map(|(slot, e)| (slot as u32, e.kind, key_at(&self.keys, e.key_at).to_vec()))
+            .collect();
+        for (slot, kind, key) in &doomed {
+            let hash = self.hash(key);
+            if let Ok(found) = self.tables[*kind as usize].find_entry(hash, |s| s == slot) {
+                found.remove();
+            }
+            self.forget_slot(*slot, *kind, key);
+        }
+        doomed.len()
+    }
+
+    /// Frees a slot already taken out of its table.
+    fn forget_slot(&mut self, slot: u32, kind: KeyKind, key: &[u8]) {
+        let id = self.entries[slot as usize].id;
         self.entries[slot as usize].live = false;
         self.free.push(slot);
         self.garbage += key.len() + 2;
         self.live -= 1;
+        self.id_sum = self.id_sum.wrapping_sub(id);
         if kind == KeyKind::Url {
-            let host = self.host_hash(&key);
+            let host = self.host_hash(key);
             if let hashbrown::hash_map::Entry::Occupied(mut count) = self.url_hosts.entry(host) {
                 *count.get_mut() -= 1;
                 if *count.get() == 0 {
@@ -412,7 +450,6 @@ impl MatchIndex {
         if self.garbage > 1 << 20 && self.garbage > self.keys.len() / 2 {
             self.compact_keys();
         }
-        true
     }
 
     /// Copies the live keys into a fresh arena; the tables hold slab positions, not arena

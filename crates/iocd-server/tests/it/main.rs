@@ -7,6 +7,7 @@ mod hostile;
 mod ids;
 mod import;
 mod list;
+mod matching;
 mod quota;
 mod ratelimit;
 mod routes;
