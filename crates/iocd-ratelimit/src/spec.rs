@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(
             Policy::mde_defaults().to_string(),
             "submit=100/1m,1500/1h; list=100/1m,1500/1h; get=100/1m,1500/1h; delete=100/1m,1500/1h; \
-             import=30/1m; batchdelete=30/1m,1500/1h"
+             import=30/1m; batchdelete=30/1m,1500/1h; match=off"
         );
         assert_eq!(
             Window::new(3, Duration::from_millis(1500)).to_string(),

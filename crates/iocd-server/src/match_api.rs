@@ -114,7 +114,11 @@ pub async fn match_one(
     answer(&app, &caller, request).await
 }
 
-async fn answer(app: &AppState, caller: &Caller, request: MatchRequest) -> Result<Response, ApiError> {
+async fn answer(
+    app: &AppState,
+    caller: &Caller,
+    request: MatchRequest,
+) -> Result<Response, ApiError> {
     let now = time::now();
     let decisions = app
         .matcher

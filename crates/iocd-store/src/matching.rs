@@ -232,7 +232,10 @@ impl MatchEngine {
             let mut idx = index.index.write().expect("index lock");
             for row in &rows {
                 if !idx.upsert(&row.record()) {
-                    tracing::warn!(id = row.id, "a stored indicator's value is not a valid key; not matched");
+                    tracing::warn!(
+                        id = row.id,
+                        "a stored indicator's value is not a valid key; not matched"
+                    );
                 }
                 let updated = to_ticks(row.last_update_time);
                 *watermark = Some(watermark.map_or(updated, |w| w.max(updated)));
@@ -251,7 +254,11 @@ impl MatchEngine {
             let ids: HashSet<i64> = self.store.index_ids(tenant_id).await?.into_iter().collect();
             let mut idx = index.index.write().expect("index lock");
             let removed = idx.retain_ids(|id| ids.contains(&id));
-            tracing::debug!(tenant = tenant_id, removed, "match index dropped deleted rows");
+            tracing::debug!(
+                tenant = tenant_id,
+                removed,
+                "match index dropped deleted rows"
+            );
         }
         index.synced.fetch_max(target, Ordering::AcqRel);
         index.loaded.store(true, Ordering::Release);

@@ -155,7 +155,9 @@ mod tests {
         let e = parse_match_body(&json!({"observables": too_many})).unwrap_err();
         assert!(e.message.contains("10000"), "{}", e.message);
         assert_eq!(
-            parse_match_body(&json!({"observable": []})).unwrap_err().field,
+            parse_match_body(&json!({"observable": []}))
+                .unwrap_err()
+                .field,
             "observable"
         );
     }

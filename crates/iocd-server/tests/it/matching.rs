@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use iocd_identity::Role;
 use iocd_server::{AppState, Server, ServerConfig};
 use iocd_testkit::*;
@@ -19,7 +19,7 @@ async fn post_match(server: &TestServer, token: &str, body: &Value) -> (u16, Val
 /// Imports the table's indicators (expiry relative to now) and returns their ids by ref.
 async fn load_table(server: &TestServer) -> Vec<(String, String)> {
     let table: Value = serde_json::from_str(TABLE).unwrap();
-    let now = Utc::now();
+    let now = iocd_domain::time::now();
     let mut items = Vec::new();
     let mut refs = Vec::new();
     for ind in table["indicators"].as_array().unwrap() {
@@ -31,8 +31,9 @@ async fn load_table(server: &TestServer) -> Vec<(String, String)> {
             item["rbacGroupNames"] = groups.clone();
         }
         if let Some(s) = ind["expiresInSeconds"].as_i64() {
-            item["expirationTime"] = json!((now + chrono::Duration::seconds(s))
-                .to_rfc3339_opts(SecondsFormat::Millis, true));
+            item["expirationTime"] =
+                json!((now + chrono::Duration::seconds(s))
+                    .to_rfc3339_opts(SecondsFormat::Millis, true));
         }
         items.push(item);
         refs.push(ind["ref"].as_str().unwrap().to_string());
@@ -88,7 +89,10 @@ async fn semantic_table_over_http() {
         });
         let got = result["action"].as_str().map(|a| {
             (
-                result["indicator"]["id"].as_str().unwrap_or("?").to_string(),
+                result["indicator"]["id"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
                 a.to_string(),
             )
         });
@@ -156,7 +160,10 @@ async fn batches_answer_in_order_with_item_errors_and_a_limit() {
     assert_eq!(body["value"].as_array().unwrap().len(), 10_000);
 
     let (status, body) = post_match(&server, &server.app.token, &json!({"observables": 3})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("InvalidInput")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("InvalidInput"))
+    );
 }
 
 async fn get_matches_one_observable() {
@@ -174,17 +181,25 @@ async fn get_matches_one_observable() {
         "URL prefix site.example/block matched http://site.example/block/x"
     );
     let (status, body) = get("domain=groups.example&deviceGroup=finance").await;
-    assert_eq!((status, &body["value"][0]["action"]), (200, &json!("Block")));
+    assert_eq!(
+        (status, &body["value"][0]["action"]),
+        (200, &json!("Block"))
+    );
     let (status, body) = get("domain=groups.example").await;
     assert_eq!(status, 200);
     assert!(body["value"][0]["action"].is_null(), "{body}");
     let (status, body) = get("ip=1.2.3").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("InvalidIpAddress")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("InvalidIpAddress"))
+    );
     let (status, _) = get("ip=8.8.8.8&domain=a.example").await;
     assert_eq!(status, 400);
     let (status, body) = get("").await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = get("md5=cccccccccccccccccccccccccccccccc&sha1=ffffffffffffffffffffffffffffffffffffffff").await;
+    let (status, _) =
+        get("md5=cccccccccccccccccccccccccccccccc&sha1=ffffffffffffffffffffffffffffffffffffffff")
+            .await;
     assert_eq!(status, 200);
 }
 
@@ -204,7 +219,11 @@ async fn any_read_role_may_match_within_its_tenant_only() {
     let (_, answer) = post_match(&server, &own_only.token, &body).await;
     assert!(answer["value"][0]["indicator"].is_null(), "{answer}");
     let other = server
-        .create_app(&uuid::Uuid::new_v4().to_string(), "other tenant", &[Role::ReadAll])
+        .create_app(
+            &uuid::Uuid::new_v4().to_string(),
+            "other tenant",
+            &[Role::ReadAll],
+        )
         .await;
     let (status, answer) = post_match(&server, &other.token, &body).await;
     assert_eq!(status, 200);
@@ -242,7 +261,10 @@ async fn a_match_sees_every_write_acknowledged_before_it() {
         .await;
         assert_eq!(status, 200, "{created}");
         let (_, answer) = post_match(&server, &token, &ask).await;
-        assert_eq!(answer["value"][0]["action"], "Block", "round {round}: {answer}");
+        assert_eq!(
+            answer["value"][0]["action"], "Block",
+            "round {round}: {answer}"
+        );
         assert_eq!(answer["value"][0]["indicator"]["id"], created["id"]);
         let id = created["id"].as_str().unwrap();
         let deleted = server
@@ -250,7 +272,10 @@ async fn a_match_sees_every_write_acknowledged_before_it() {
             .await;
         assert_eq!(deleted.status(), 204);
         let (_, answer) = post_match(&server, &token, &ask).await;
-        assert!(answer["value"][0]["action"].is_null(), "round {round}: {answer}");
+        assert!(
+            answer["value"][0]["action"].is_null(),
+            "round {round}: {answer}"
+        );
     }
 }
 
@@ -319,12 +344,18 @@ async fn another_replica_sees_writes_within_a_second() {
         if answer["value"][0]["action"].is_null() {
             break deleted.elapsed();
         }
-        assert!(deleted.elapsed() < Duration::from_secs(5), "delete never seen");
+        assert!(
+            deleted.elapsed() < Duration::from_secs(5),
+            "delete never seen"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     eprintln!("replica staleness: write {staleness:?}, delete {delete_staleness:?}");
     assert!(staleness <= Duration::from_millis(1500), "{staleness:?}");
-    assert!(delete_staleness <= Duration::from_millis(1500), "{delete_staleness:?}");
+    assert!(
+        delete_staleness <= Duration::from_millis(1500),
+        "{delete_staleness:?}"
+    );
     let _ = stop.send(());
 }
 
