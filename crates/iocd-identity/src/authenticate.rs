@@ -1,7 +1,8 @@
 //! Turning a bearer token (iocd's own, or one of a trusted external issuer such as a real Entra
 //! ID tenant) into a [`Caller`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use iocd_auth::{
     JwksCache, TokenError, TokenValidator, TrustedIssuer, ValidatedToken, ValidatorConfig,
@@ -9,6 +10,7 @@ use iocd_auth::{
 };
 
 use crate::config::IdentityConfig;
+use crate::keys::KeyRing;
 use crate::provider::IdentityProvider;
 use crate::roles::{Caller, Role};
 
@@ -25,19 +27,27 @@ pub enum AuthenticationError {
     Store(#[from] iocd_store::StoreError),
 }
 
+/// A token naming an unknown key id makes the keys be re-read at most this often (a rotation
+/// on another server is seen at once; random key ids cannot hammer the database).
+const FORCED_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Validates bearer tokens: iocd's own (v1 and v2 issuers, and Entra's for tokens issued
-/// through an intercepted login host; iocd's key) and those of the
+/// through an intercepted login host; every key of iocd's key ring) and those of the
 /// configured external issuers (keys fetched from their JWKS URL).
 pub struct TokenAuthenticator {
     provider: Arc<IdentityProvider>,
-    validator: TokenValidator,
     /// The issuer templates iocd signs for: its own, and Entra's (see `new`).
     own_issuers: Vec<String>,
+    accepted_audiences: Vec<String>,
+    leeway_secs: u64,
+    remote_issuers: Vec<(String, Arc<JwksCache>)>,
+    /// The validator for the key ring of this generation, rebuilt when the keys change.
+    validator: RwLock<(u64, Arc<TokenValidator>)>,
+    forced_reload_at: Mutex<Option<Instant>>,
 }
 
 impl TokenAuthenticator {
     pub fn new(provider: Arc<IdentityProvider>, config: &IdentityConfig) -> Self {
-        let own_keys = provider.signing_key().jwk_set();
         let mut own_issuers = vec![provider.issuer_v2_template(), provider.issuer_v1_template()];
         // Tokens issued through an intercepted login host carry Entra's issuers, signed with
         // iocd's key; unless the operator trusts the real Entra under that issuer.
@@ -49,25 +59,79 @@ impl TokenAuthenticator {
                 own_issuers.push(entra.to_string());
             }
         }
+        let ring = provider.key_ring();
+        let mut authenticator = TokenAuthenticator {
+            accepted_audiences: provider.accepted_audiences().to_vec(),
+            provider,
+            own_issuers,
+            leeway_secs: config.leeway_secs,
+            remote_issuers: config
+                .external_issuers
+                .iter()
+                .map(|external| {
+                    (
+                        external.issuer.clone(),
+                        Arc::new(JwksCache::new(external.jwks_url.clone())),
+                    )
+                })
+                .collect(),
+            validator: RwLock::new((0, Arc::new(TokenValidator::new(ValidatorConfig::default())))),
+            forced_reload_at: Mutex::new(None),
+        };
+        let validator = Arc::new(authenticator.build_validator(&ring));
+        authenticator.validator = RwLock::new((ring.generation, validator));
+        authenticator
+    }
+
+    fn build_validator(&self, ring: &KeyRing) -> TokenValidator {
+        let own_keys = ring.jwk_set();
         let mut validator = TokenValidator::new(ValidatorConfig {
-            trusted_issuers: own_issuers
+            trusted_issuers: self
+                .own_issuers
                 .iter()
                 .map(|issuer| TrustedIssuer::new(issuer.clone(), own_keys.clone()))
                 .collect(),
-            accepted_audiences: provider.accepted_audiences().to_vec(),
-            leeway_secs: config.leeway_secs,
+            accepted_audiences: self.accepted_audiences.clone(),
+            leeway_secs: self.leeway_secs,
         });
-        for external in &config.external_issuers {
-            validator = validator.with_remote_issuer(
-                external.issuer.clone(),
-                Arc::new(JwksCache::new(external.jwks_url.clone())),
-            );
+        for (issuer, cache) in &self.remote_issuers {
+            validator = validator.with_remote_issuer(issuer.clone(), cache.clone());
         }
-        TokenAuthenticator {
-            provider,
-            validator,
-            own_issuers,
+        validator
+    }
+
+    /// The validator trusting exactly the keys of `ring`.
+    fn validator_for(&self, ring: &KeyRing) -> Arc<TokenValidator> {
+        {
+            let current = self
+                .validator
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if current.0 == ring.generation {
+                return current.1.clone();
+            }
         }
+        let built = Arc::new(self.build_validator(ring));
+        let mut current = self
+            .validator
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.0 < ring.generation {
+            *current = (ring.generation, built.clone());
+        }
+        built
+    }
+
+    fn may_force_reload(&self) -> bool {
+        let mut last = self
+            .forced_reload_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < FORCED_KEY_RELOAD_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn is_own(&self, token: &ValidatedToken) -> bool {
@@ -78,11 +142,27 @@ impl TokenAuthenticator {
 
     /// The caller a bearer token stands for.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthenticationError> {
-        let validated = self
-            .validator
-            .validate_refreshing(token)
-            .await
-            .map_err(AuthenticationError::Token)?;
+        let ring = self.provider.current_key_ring().await;
+        let validated = match self.validator_for(&ring).validate_refreshing(token).await {
+            // Perhaps signed with a key rotated in on another server: re-read the keys, retry.
+            Err(TokenError::UnknownKey { kid: Some(kid) })
+                if !ring.contains(&kid) && self.may_force_reload() =>
+            {
+                match self.provider.reload_keys().await {
+                    Ok(true) => {
+                        let ring = self.provider.key_ring();
+                        self.validator_for(&ring).validate_refreshing(token).await
+                    }
+                    Ok(false) => Err(TokenError::UnknownKey { kid: Some(kid) }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-reading the signing keys failed");
+                        Err(TokenError::UnknownKey { kid: Some(kid) })
+                    }
+                }
+            }
+            other => other,
+        }
+        .map_err(AuthenticationError::Token)?;
         // iocd's own tokens name tenants of its registry; one that no longer has apps (or was
         // never created) is refused even though the key signed it.
         if self.is_own(&validated) && !self.provider.tenant_exists(&validated.tenant_id).await? {

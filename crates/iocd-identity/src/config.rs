@@ -66,6 +66,8 @@ pub struct IdentityConfig {
     /// Clock skew tolerated on `exp` and `nbf` (at most 300 s).
     pub leeway_secs: u64,
     pub external_issuers: Vec<ExternalIssuer>,
+    /// How often the signing keys are re-read from the database (to see a rotation).
+    pub key_reload_interval: Duration,
 }
 
 impl Default for IdentityConfig {
@@ -76,6 +78,7 @@ impl Default for IdentityConfig {
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             leeway_secs: DEFAULT_LEEWAY_SECS,
             external_issuers: Vec::new(),
+            key_reload_interval: crate::keys::DEFAULT_KEY_RELOAD_INTERVAL,
         }
     }
 }

@@ -173,7 +173,8 @@ impl IdentityProvider {
             let registration = self
                 .authenticate_assertion(tenant, &[tenant], &client_id, assertion, &request.origin)
                 .await?;
-            return self.issue(registration, audience, version, request);
+            let signing_key = self.current_key_ring().await.active().clone();
+            return self.issue(&signing_key, registration, audience, version, request);
         }
         let (client_id, client_secret) = match &request.basic_credentials {
             Some(basic) => basic.clone(),
@@ -211,20 +212,21 @@ impl IdentityProvider {
                 ))
             }
         };
-        self.issue(registration, audience, version, request)
+        let signing_key = self.current_key_ring().await.active().clone();
+        self.issue(&signing_key, registration, audience, version, request)
     }
 
     /// Signs the token a granted request gets.
     fn issue(
         &self,
+        signing_key: &iocd_auth::SigningKey,
         registration: iocd_store::AppRegistration,
         audience: String,
         version: TokenVersion,
         request: &TokenRequest,
     ) -> Result<GrantedToken, GrantError> {
         let issuer = self.issuer_template(version, &request.host);
-        let issued = self
-            .signing_key()
+        let issued = signing_key
             .issue(&TokenClaimsInput {
                 tenant_id: registration.tenant_id,
                 client_id: registration.client_id,

@@ -10,6 +10,7 @@ mod authenticate;
 mod certificates;
 mod config;
 mod grant;
+mod keys;
 mod provider;
 mod registration;
 mod roles;
@@ -23,6 +24,10 @@ pub use config::{ExternalIssuer, IdentityConfig, DEFAULT_AUDIENCES};
 pub use grant::{GrantError, GrantedToken, TokenRequest};
 /// An app's certificate, read by [`read_certificate`].
 pub use iocd_auth::ClientCertificate;
+pub use keys::{
+    describe_signing_keys, rotate_signing_key, rotation_overlap, KeyRing, KeyRotation,
+    DEFAULT_KEY_RELOAD_INTERVAL,
+};
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
     bootstrap_development_app, register_app, register_certificate_app, validate_tenant_id,

@@ -2,7 +2,7 @@
 //! that keep token requests and API calls cheap.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use iocd_auth::{SigningKey, TENANT_ID_PLACEHOLDER};
@@ -11,6 +11,7 @@ use iocd_store::{AppRegistration, IdentityStore, StoredSigningKey};
 use sha2::Digest as _;
 
 use crate::config::IdentityConfig;
+use crate::keys::{usable_keys, KeyRing};
 
 /// How long a tenant seen in the database is trusted to exist without asking again.
 const KNOWN_TENANT_TTL: Duration = Duration::from_secs(60);
@@ -23,7 +24,12 @@ const VERIFIED_SECRET_TTL: Duration = Duration::from_secs(300);
 /// that keep token requests and API calls cheap.
 pub struct IdentityProvider {
     store: Arc<dyn IdentityStore>,
-    key: SigningKey,
+    keys: RwLock<Arc<KeyRing>>,
+    /// When the keys were last read from the database.
+    keys_read_at: Mutex<Instant>,
+    key_reload_interval: Duration,
+    /// One reload at a time; the others keep using the keys at hand.
+    key_reload: tokio::sync::Mutex<()>,
     issuer_base: String,
     accepted_audiences: Vec<String>,
     token_lifetime: Duration,
@@ -59,7 +65,11 @@ impl IdentityProvider {
         config: &IdentityConfig,
         issuer_base: &str,
     ) -> anyhow::Result<IdentityProvider> {
-        let key = load_or_create_signing_key(store.as_ref()).await?;
+        load_or_create_signing_key(store.as_ref()).await?;
+        let stored = store.signing_keys().await?;
+        let Some(usable) = usable_keys(&stored, None, time::now())? else {
+            anyhow::bail!("the database has no active signing key");
+        };
         let issuer_base = issuer_base.trim_end_matches('/').to_string();
         let mut accepted_audiences: Vec<String> = config
             .accepted_audiences
@@ -73,7 +83,10 @@ impl IdentityProvider {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(IdentityProvider {
             store,
-            key,
+            keys: RwLock::new(Arc::new(KeyRing::new(0, usable))),
+            keys_read_at: Mutex::new(Instant::now()),
+            key_reload_interval: config.key_reload_interval,
+            key_reload: tokio::sync::Mutex::new(()),
             issuer_base,
             accepted_audiences,
             token_lifetime: config.token_lifetime,
@@ -88,8 +101,70 @@ impl IdentityProvider {
         &self.store
     }
 
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.key
+    /// The key new tokens are signed with, as last read.
+    pub fn signing_key(&self) -> Arc<SigningKey> {
+        self.key_ring().active().clone()
+    }
+
+    /// The keys as last read from the database (see [`Self::current_key_ring`]).
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys, re-read from the database first when the last read is older than the reload
+    /// interval, so a rotation made on any server (or by `iocd keys rotate`) is seen here. A
+    /// database failure keeps the keys at hand (and is logged).
+    pub async fn current_key_ring(&self) -> Arc<KeyRing> {
+        let stale = self
+            .keys_read_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+            >= self.key_reload_interval
+            || self.key_ring().has_retired_key(time::now());
+        if stale {
+            if let Err(e) = self.reload_keys().await {
+                tracing::error!(error = %e, "re-reading the signing keys failed; keeping the keys at hand");
+            }
+        }
+        self.key_ring()
+    }
+
+    /// Re-reads the signing keys from the database now (unless another task is doing so);
+    /// true when the set of keys changed. Rotated-out keys past their time are dropped.
+    pub async fn reload_keys(&self) -> anyhow::Result<bool> {
+        let Ok(_reloading) = self.key_reload.try_lock() else {
+            return Ok(false);
+        };
+        let now = time::now();
+        let stored = self.store.signing_keys().await?;
+        if stored
+            .iter()
+            .any(|k| k.retire_at.is_some_and(|at| at <= now))
+        {
+            self.store.drop_retired_signing_keys(now).await?;
+        }
+        *self
+            .keys_read_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        let current = self.key_ring();
+        let Some(usable) = usable_keys(&stored, Some(&current), now)? else {
+            anyhow::bail!("the database has no active signing key");
+        };
+        let unchanged = usable.active.kid() == current.active().kid()
+            && usable.keys.len() == current.kids().len()
+            && usable.keys.iter().all(|k| current.contains(k.kid()));
+        if unchanged {
+            return Ok(false);
+        }
+        let ring = KeyRing::new(current.generation + 1, usable);
+        tracing::info!(active = %ring.active().kid(), keys = ?ring.kids(), "the signing keys changed");
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+        Ok(true)
     }
 
     pub fn issuer_base(&self) -> &str {
@@ -222,9 +297,11 @@ impl IdentityProvider {
     }
 }
 
-async fn load_or_create_signing_key(store: &dyn IdentityStore) -> anyhow::Result<SigningKey> {
-    if let Some(stored) = store.signing_key().await? {
-        return Ok(SigningKey::from_pkcs8_pem(&stored.private_key_pem)?);
+/// Makes sure the database has an active signing key, generating one on first use (race-free
+/// across replicas: whichever server stores first wins and everyone uses that one).
+async fn load_or_create_signing_key(store: &dyn IdentityStore) -> anyhow::Result<()> {
+    if store.signing_key().await?.is_some() {
+        return Ok(());
     }
     // RSA key generation takes a noticeable fraction of a second: keep it off the async threads.
     let generated = tokio::task::spawn_blocking(SigningKey::generate).await??;
@@ -232,12 +309,11 @@ async fn load_or_create_signing_key(store: &dyn IdentityStore) -> anyhow::Result
         kid: generated.kid().to_string(),
         private_key_pem: generated.to_pkcs8_pem()?,
         created_at: time::now(),
+        retire_at: None,
     };
     let stored = store.signing_key_or_insert(&candidate).await?;
     if stored.kid == candidate.kid {
         tracing::info!(kid = %stored.kid, "generated the token-signing key and stored it in the database");
-        return Ok(generated);
     }
-    // Another server stored its key first; use that one so every replica signs alike.
-    Ok(SigningKey::from_pkcs8_pem(&stored.private_key_pem)?)
+    Ok(())
 }

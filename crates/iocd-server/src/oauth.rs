@@ -230,7 +230,8 @@ async fn known_tenant(app: &AppState, tenant: &str, headers: &HeaderMap) -> Resu
         .map_err(|e| OAuthError(e).into_response(headers))
 }
 
-/// The public signing keys. One key signs for every tenant, so every tenant's document is the same.
+/// The public signing keys: the active one and any rotated-out key whose tokens may still be
+/// valid. One key ring signs for every tenant, so every tenant's document is the same.
 async fn jwks(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
@@ -239,7 +240,7 @@ async fn jwks(
     if let Err(refusal) = known_tenant(&app, &tenant, &headers).await {
         return refusal;
     }
-    Json(app.identity.signing_key().jwks()).into_response()
+    Json(app.identity.current_key_ring().await.jwks()).into_response()
 }
 
 async fn openid_configuration_v2(

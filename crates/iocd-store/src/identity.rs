@@ -35,6 +35,9 @@ pub struct StoredSigningKey {
     /// PKCS#8 PEM of the private key.
     pub private_key_pem: String,
     pub created_at: Timestamp,
+    /// `None` for the active key; for a rotated-out key, when the last token it signed expires
+    /// (it is published and accepted until then).
+    pub retire_at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for StoredSigningKey {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for StoredSigningKey {
         f.debug_struct("StoredSigningKey")
             .field("kid", &self.kid)
             .field("created_at", &self.created_at)
+            .field("retire_at", &self.retire_at)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +114,20 @@ pub trait IdentityStore: Send + Sync + 'static {
         &self,
         candidate: &StoredSigningKey,
     ) -> Result<StoredSigningKey, StoreError>;
+
+    /// Every stored signing key: the active one (`retire_at` `None`) and the rotated-out ones.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+
+    /// Makes `new` the active key and retires the active one until `retire_at`, in one
+    /// transaction; returns the key retired (none when there was no active key).
+    async fn rotate_signing_key(
+        &self,
+        new: &StoredSigningKey,
+        retire_at: Timestamp,
+    ) -> Result<Option<StoredSigningKey>, StoreError>;
+
+    /// Deletes the rotated-out keys whose `retire_at` has passed; returns how many.
+    async fn drop_retired_signing_keys(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     /// Registers a certificate on the app `certificate.client_id` of `tenant_id`.
     async fn add_app_certificate(
@@ -185,7 +203,10 @@ pub(crate) struct KeyRow {
     pub kid: String,
     pub private_key_pem: String,
     pub created_at: i64,
+    pub retire_at: Option<i64>,
 }
+
+pub(crate) const KEY_COLUMNS: &str = "kid, private_key_pem, created_at, retire_at";
 
 impl From<KeyRow> for StoredSigningKey {
     fn from(row: KeyRow) -> Self {
@@ -193,6 +214,7 @@ impl From<KeyRow> for StoredSigningKey {
             kid: row.kid,
             private_key_pem: row.private_key_pem,
             created_at: iocd_domain::time::from_ticks(row.created_at),
+            retire_at: row.retire_at.map(iocd_domain::time::from_ticks),
         }
     }
 }
@@ -325,9 +347,11 @@ macro_rules! impl_identity_store {
             async fn signing_key(
                 &self,
             ) -> Result<Option<$crate::identity::StoredSigningKey>, $crate::StoreError> {
-                let row: Option<$crate::identity::KeyRow> = sqlx::query_as(
-                    "SELECT kid, private_key_pem, created_at FROM signing_keys WHERE slot = $1",
-                )
+                let sql = format!(
+                    "SELECT {} FROM signing_keys WHERE slot = $1",
+                    $crate::identity::KEY_COLUMNS
+                );
+                let row: Option<$crate::identity::KeyRow> = sqlx::query_as(&sql)
                 .bind($crate::identity::ACTIVE_KEY_SLOT)
                 .fetch_optional(&self.readers)
                 .await?;
@@ -355,6 +379,62 @@ macro_rules! impl_identity_store {
                             "the signing key vanished right after it was stored".to_string(),
                         )
                     })
+            }
+
+            async fn signing_keys(
+                &self,
+            ) -> Result<Vec<$crate::identity::StoredSigningKey>, $crate::StoreError> {
+                let sql = format!(
+                    "SELECT {} FROM signing_keys ORDER BY retire_at IS NOT NULL, created_at DESC",
+                    $crate::identity::KEY_COLUMNS
+                );
+                let rows: Vec<$crate::identity::KeyRow> =
+                    sqlx::query_as(&sql).fetch_all(&self.readers).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn rotate_signing_key(
+                &self,
+                new: &$crate::identity::StoredSigningKey,
+                retire_at: iocd_domain::time::Timestamp,
+            ) -> Result<Option<$crate::identity::StoredSigningKey>, $crate::StoreError> {
+                let mut tx = self.readers.begin().await?;
+                // A write first (no read before it), so SQLite takes its write lock at once.
+                let sql = format!(
+                    "UPDATE signing_keys SET slot = 'retired:' || kid, retire_at = $2 \
+                     WHERE slot = $1 RETURNING {}",
+                    $crate::identity::KEY_COLUMNS
+                );
+                let old: Option<$crate::identity::KeyRow> = sqlx::query_as(&sql)
+                    .bind($crate::identity::ACTIVE_KEY_SLOT)
+                    .bind(iocd_domain::time::to_ticks(retire_at))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (slot, kid, private_key_pem, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind($crate::identity::ACTIVE_KEY_SLOT)
+                .bind(&new.kid)
+                .bind(&new.private_key_pem)
+                .bind(iocd_domain::time::to_ticks(new.created_at))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(old.map(Into::into))
+            }
+
+            async fn drop_retired_signing_keys(
+                &self,
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query(
+                    "DELETE FROM signing_keys WHERE retire_at IS NOT NULL AND retire_at < $1",
+                )
+                .bind(iocd_domain::time::to_ticks(now))
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn add_app_certificate(

@@ -50,6 +50,9 @@ enum Command {
     /// Manage the apps (client id + secret + roles) that may get tokens.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Manage the token-signing keys (rotation).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Fetch an access token from a server's token endpoint and print it.
     Token(TokenArgs),
     /// Import a portal CSV, JSON or STIX 2.1 file into a running server (batches of 500).
@@ -133,6 +136,29 @@ enum AppsCommand {
         tenant: String,
         #[arg(long)]
         client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key and make it the active one. The previous key stays in the
+    /// JWKS and keeps validating until every token it signed has expired (token lifetime +
+    /// leeway + the servers' key reload interval), then it is dropped. Running servers on the
+    /// database pick the new key up within 30 s, and at once when they meet a token it signed.
+    Rotate {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The servers' token lifetime in seconds (as given to `serve`).
+        #[arg(long, env = "IOCD_TOKEN_LIFETIME_SECS", default_value_t = 3599, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+        token_lifetime_secs: u64,
+        /// The servers' leeway in seconds (as given to `serve`).
+        #[arg(long, env = "IOCD_TOKEN_LEEWAY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=300))]
+        token_leeway_secs: u64,
+    },
+    /// List the signing keys (ids and times, never the keys) as JSON.
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
     },
 }
 
@@ -277,6 +303,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_lifetime: Duration::from_secs(args.token_lifetime_secs),
             leeway_secs: args.token_leeway_secs,
             external_issuers: args.trusted_issuers,
+            ..IdentityConfig::default()
         },
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
@@ -370,6 +397,35 @@ async fn run_apps(command: AppsCommand) -> anyhow::Result<()> {
     print_json(&result)
 }
 
+async fn run_keys(command: KeysCommand) -> anyhow::Result<()> {
+    let database = match &command {
+        KeysCommand::Rotate { db, .. } | KeysCommand::List { db } => db.database.clone(),
+    };
+    let stores = iocd_store::open_stores(&database)
+        .await
+        .with_context(|| format!("opening the database {database}"))?;
+    let result = match command {
+        KeysCommand::Rotate {
+            token_lifetime_secs,
+            token_leeway_secs,
+            ..
+        } => {
+            let overlap = iocd_identity::rotation_overlap(
+                Duration::from_secs(token_lifetime_secs),
+                token_leeway_secs,
+                iocd_identity::DEFAULT_KEY_RELOAD_INTERVAL,
+            );
+            serde_json::to_value(
+                iocd_identity::rotate_signing_key(stores.identity.as_ref(), overlap).await?,
+            )?
+        }
+        KeysCommand::List { .. } => {
+            iocd_identity::describe_signing_keys(stores.identity.as_ref()).await?
+        }
+    };
+    print_json(&result)
+}
+
 async fn run_token(args: TokenArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let token = client_auth::fetch_token(
@@ -391,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Apps(command) => run_apps(command).await,
+        Command::Keys(command) => run_keys(command).await,
         Command::Token(args) => run_token(args).await,
         Command::Import(args) => {
             if !import::run(args).await? {

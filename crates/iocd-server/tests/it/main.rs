@@ -6,6 +6,7 @@ mod certificates;
 mod hostile;
 mod ids;
 mod import;
+mod keys;
 mod list;
 mod matching;
 mod quota;

@@ -165,6 +165,94 @@ async fn apps_commands_on_postgres() {
     drop(db);
 }
 
+/// `iocd keys rotate` twice, then `keys list`: one active key, two retired ones still published,
+/// and the certificate commands refusing bad input by name.
+#[tokio::test]
+async fn keys_rotate_and_list_and_certificate_commands_refuse_bad_input() {
+    let db = ScratchDatabase::sqlite();
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let first = stdout_json(&iocd(&["keys", "rotate"], &url));
+        // On an empty database there was nothing to retire.
+        assert!(first["previousKid"].is_null(), "{first}");
+        let second = stdout_json(&iocd(
+            &["keys", "rotate", "--token-lifetime-secs", "600"],
+            &url,
+        ));
+        assert_eq!(second["previousKid"], first["kid"]);
+        assert!(second["previousKeyRetiresAt"].is_string());
+        let listed = stdout_json(&iocd(&["keys", "list"], &url));
+        let keys = listed.as_array().unwrap();
+        assert_eq!(keys.len(), 2, "{listed}");
+        assert_eq!(keys[0]["kid"], second["kid"]);
+        assert_eq!(keys[0]["active"], true);
+        assert_eq!(keys[1]["active"], false);
+        assert_eq!(keys[1]["published"], true);
+        assert!(
+            !String::from_utf8_lossy(&iocd(&["keys", "list"], &url).stdout).contains("PRIVATE")
+        );
+
+        let missing = iocd(
+            &[
+                "apps",
+                "create",
+                "--tenant",
+                "t1",
+                "--name",
+                "n",
+                "--role",
+                "Ti.Read.All",
+                "--certificate",
+                "/nonexistent.pem",
+            ],
+            &url,
+        );
+        assert!(!missing.status.success());
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.pem"));
+        let not_pem = db.dir().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let refused = iocd(
+            &[
+                "apps",
+                "create",
+                "--tenant",
+                "t1",
+                "--name",
+                "n",
+                "--role",
+                "Ti.Read.All",
+                "--certificate",
+                not_pem.to_str().unwrap(),
+            ],
+            &url,
+        );
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("no certificate found"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        let nothing = iocd(
+            &[
+                "apps",
+                "remove-certificate",
+                "--tenant",
+                "t1",
+                "--client-id",
+                "c",
+                "--thumbprint",
+                "AB:CD",
+            ],
+            &url,
+        );
+        assert!(!nothing.status.success());
+        assert!(String::from_utf8_lossy(&nothing.stderr)
+            .contains("has no certificate with thumbprint ABCD"));
+    })
+    .await
+    .unwrap();
+}
+
 fn field(text: &str, label: &str) -> String {
     text.lines()
         .find_map(|line| line.trim().strip_prefix(label))
