@@ -29,6 +29,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     RequestEntityTooLarge,
     UnsupportedMediaType,
+    /// The client paused too long while sending a request's body.
+    RequestTimeout,
     TooManyRequests,
     InternalServerError,
     ServiceUnavailable,
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "MethodNotAllowed",
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLarge",
             ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
+            ErrorCode::RequestTimeout => "RequestTimeout",
             ErrorCode::TooManyRequests => "TooManyRequests",
             ErrorCode::InternalServerError => "InternalServerError",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",

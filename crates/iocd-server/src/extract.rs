@@ -42,7 +42,17 @@ impl FromRequest<AppState> for JsonBody {
         }
         let limit = state.config.max_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            if body_read_timed_out(&rejection) {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorCode::RequestTimeout,
+                    "The request body was not received in time; send it without pausing.",
+                )
+                .with_header(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                )
+            } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     ErrorCode::RequestEntityTooLarge,
@@ -68,6 +78,19 @@ impl FromRequest<AppState> for JsonBody {
             )
         })
     }
+}
+
+/// Whether reading the body failed because the client paused longer than the body read timeout
+/// (`connections::ConnectionLimits::body_read_timeout`).
+pub(crate) fn body_read_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// The scheme and host this request should see in the URLs iocd makes up (`@odata.context`,

@@ -1,6 +1,7 @@
 //! iocd's HTTP API: thin axum handlers over [`iocd_domain`] and an [`IndicatorStore`].
 
 pub mod bulk;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -37,6 +38,7 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_scalar::Servable;
 
+pub use connections::ConnectionLimits;
 pub use handlers::DeleteStatus;
 use identity::Authenticator;
 use iocd_identity::{IdentityConfig, IdentityProvider, TokenAuthenticator};
@@ -59,6 +61,8 @@ pub struct ServerConfig {
     pub rate_limits: RateLimitConfig,
     /// Token issuing and validation: issuer URL, accepted audiences, lifetime, external issuers.
     pub identity: IdentityConfig,
+    /// Header, body and idle timeouts and the connection cap, on every listener and tunnel.
+    pub connections: ConnectionLimits,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             public_url: None,
             rate_limits: RateLimitConfig::default(),
             identity: IdentityConfig::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -215,6 +220,7 @@ pub fn app(state: AppState) -> Router {
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     https: Option<(TcpListener, Arc<TlsConfig>)>,
     interception: Option<Arc<TlsConfig>>,
 }
@@ -227,9 +233,11 @@ impl Server {
 
     /// A server on a listener bound beforehand (to learn its port before building the state).
     pub fn on_listener(listener: TcpListener, state: AppState) -> Server {
+        let limits = state.config.connections;
         Server {
             listener,
             router: app(state),
+            limits,
             https: None,
             interception: None,
         }
@@ -280,19 +288,16 @@ impl Server {
             shutdown.await;
             let _ = stop.send(true);
         });
-        let tls = transport::TlsServing::new(app.clone(), self.https, self.interception);
-        let plain = transport::plain_service(app, tls.interception());
-        let tls = tokio::spawn(tls.run(stopped.clone()));
-        let mut plain_stopped = stopped;
-        axum::serve(
+        transport::Serving::new(
+            app,
             self.listener,
-            axum::ServiceExt::<Request>::into_make_service(plain),
+            self.https,
+            self.interception,
+            self.limits,
         )
-        .with_graceful_shutdown(async move {
-            let _ = plain_stopped.wait_for(|stop| *stop).await;
-        })
-        .await?;
-        tls.await.map_err(std::io::Error::other)
+        .run(stopped)
+        .await;
+        Ok(())
     }
 }
 

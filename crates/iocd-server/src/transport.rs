@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
+
+use crate::connections::{ConnectionLimits, Connections, Slot, Tracked};
 
 use crate::error::{ErrorBody, ErrorDetail};
 
@@ -37,21 +40,14 @@ pub(crate) type App = tower_http::normalize_path::NormalizePath<
 #[derive(Debug, Clone, Copy)]
 pub struct ServedOverTls;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers on a TLS connection.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight TLS connections get to finish once shutdown starts.
+/// How long in-flight connections get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A connection that has asked to be served over TLS: accepted on the HTTPS listener, or
-/// upgraded from a `CONNECT` on the plain listener.
-enum TlsConnection {
-    Accepted(tokio::net::TcpStream),
-    Tunnel {
-        upgrade: hyper::upgrade::OnUpgrade,
-        host: String,
-    },
+/// A `CONNECT` to an intercepted host, answered 200: the connection, once hyper hands it over,
+/// is served over TLS as that host.
+struct Tunnel {
+    upgrade: hyper::upgrade::OnUpgrade,
+    host: String,
 }
 
 /// Answers `CONNECT host:443` on the plain listener: a tunnel into iocd itself for the
@@ -60,7 +56,7 @@ enum TlsConnection {
 #[derive(Clone)]
 pub(crate) struct Interception {
     enabled: bool,
-    tunnels: mpsc::UnboundedSender<TlsConnection>,
+    tunnels: mpsc::UnboundedSender<Tunnel>,
 }
 
 impl Interception {
@@ -99,7 +95,7 @@ impl Interception {
         let upgrade = hyper::upgrade::on(&mut req);
         if self
             .tunnels
-            .send(TlsConnection::Tunnel {
+            .send(Tunnel {
                 upgrade,
                 host: host.clone(),
             })
@@ -139,108 +135,143 @@ pub(crate) fn plain_service(
     })
 }
 
-/// Serves TLS connections (the HTTPS listener's and the CONNECT tunnels') with `app`.
-pub(crate) struct TlsServing {
+/// Serves every connection of a server: the plain listener's, the HTTPS listener's and the
+/// CONNECT tunnels', each held to the [`ConnectionLimits`].
+pub(crate) struct Serving {
     app: App,
+    plain: TcpListener,
     /// The HTTPS listener and its certificates, if it is on.
-    listener: Option<(TcpListener, TlsAcceptor)>,
+    https: Option<(TcpListener, TlsAcceptor)>,
     /// Certificates for intercepted hosts, if interception is on.
     interception: Option<TlsAcceptor>,
-    connections: mpsc::UnboundedReceiver<TlsConnection>,
-    tunnels: mpsc::UnboundedSender<TlsConnection>,
+    connections: Arc<Connections>,
 }
 
-impl TlsServing {
+/// The first wait after a failed accept; it doubles on each failure in a row, up to a second.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Serving {
     pub(crate) fn new(
         app: App,
-        listener: Option<(TcpListener, Arc<TlsConfig>)>,
+        plain: TcpListener,
+        https: Option<(TcpListener, Arc<TlsConfig>)>,
         interception: Option<Arc<TlsConfig>>,
+        limits: ConnectionLimits,
     ) -> Self {
-        let (tunnels, connections) = mpsc::unbounded_channel();
-        TlsServing {
+        Serving {
             app,
-            listener: listener.map(|(l, config)| (l, TlsAcceptor::from(config))),
+            plain,
+            https: https.map(|(l, config)| (l, TlsAcceptor::from(config))),
             interception: interception.map(TlsAcceptor::from),
-            connections,
-            tunnels,
-        }
-    }
-
-    /// The CONNECT answerer that hands its tunnels to this server.
-    pub(crate) fn interception(&self) -> Interception {
-        Interception {
-            enabled: self.interception.is_some(),
-            tunnels: self.tunnels.clone(),
+            connections: Connections::new(limits),
         }
     }
 
     /// Serves until `shutdown` turns true, then lets open connections finish their requests.
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let TlsServing {
+        let Serving {
             app,
-            listener,
+            plain,
+            https,
             interception,
-            mut connections,
-            tunnels,
+            connections,
         } = self;
-        // Only the plain listener's interception sends tunnels from now on.
-        drop(tunnels);
+        let (tunnels, mut tunnelled) = mpsc::unbounded_channel();
+        let interception_service = Interception {
+            enabled: interception.is_some(),
+            tunnels,
+        };
+        let plain_app = plain_service(app.clone(), interception_service);
         let graceful = GracefulShutdown::new();
         // The watch guard must not live across an await (it is not Send): drop it inside.
         let stopping = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         };
         tokio::pin!(stopping);
+        let mut backoff = ACCEPT_BACKOFF;
         loop {
-            let connection = tokio::select! {
+            let (stream, tls) = tokio::select! {
                 _ = &mut stopping => break,
-                accepted = accept(listener.as_ref()) => match accepted {
-                    Ok(stream) => TlsConnection::Accepted(stream),
+                accepted = plain.accept() => match accepted {
+                    Ok((stream, _)) => (stream, false),
                     Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accepting an HTTPS connection failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        backoff = accept_failed(&e, backoff).await;
                         continue;
                     }
                 },
-                Some(connection) = connections.recv() => connection,
-            };
-            let (acceptor, host) = match &connection {
-                TlsConnection::Accepted(_) => match &listener {
-                    Some((_, acceptor)) => (acceptor.clone(), None),
-                    None => continue,
-                },
-                TlsConnection::Tunnel { host, .. } => match &interception {
-                    Some(acceptor) => (acceptor.clone(), Some(host.clone())),
-                    None => continue,
-                },
-            };
-            let watcher = graceful.watcher();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let result = match connection {
-                    TlsConnection::Accepted(stream) => {
-                        serve_tls(stream, acceptor, app, watcher).await
+                accepted = accept(https.as_ref()) => match accepted {
+                    Ok(stream) => (stream, true),
+                    Err(e) => {
+                        backoff = accept_failed(&e, backoff).await;
+                        continue;
                     }
-                    TlsConnection::Tunnel { upgrade, .. } => match upgrade.await {
-                        Ok(upgraded) => {
-                            serve_tls(TokioIo::new(upgraded), acceptor, app, watcher).await
+                },
+                Some(tunnel) = tunnelled.recv() => {
+                    let (Some(acceptor), Some(slot)) = (&interception, connections.admit()) else {
+                        continue;
+                    };
+                    let Tunnel { upgrade, host } = tunnel;
+                    let (app, acceptor, watcher) = (app.clone(), acceptor.clone(), graceful.watcher());
+                    let limits = *connections.limits();
+                    tokio::spawn(async move {
+                        let result = match upgrade.await {
+                            Ok(upgraded) => {
+                                serve_tls(TokioIo::new(upgraded), acceptor, app, watcher, slot, limits).await
+                            }
+                            Err(e) => Err(e.into()),
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, %host, "TLS tunnel ended with an error");
                         }
-                        Err(e) => Err(e.into()),
-                    },
-                };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, host = host.as_deref().unwrap_or(""), "TLS connection ended with an error");
+                    });
+                    continue;
                 }
-            });
+            };
+            backoff = ACCEPT_BACKOFF;
+            let Some(slot) = connections.admit() else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let watcher = graceful.watcher();
+            let limits = *connections.limits();
+            if tls {
+                let Some((_, acceptor)) = &https else {
+                    continue;
+                };
+                let (app, acceptor) = (app.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = serve_tls(stream, acceptor, app, watcher, slot, limits).await {
+                        tracing::debug!(error = %e, "TLS connection ended with an error");
+                    }
+                });
+            } else {
+                let service = plain_app.clone();
+                tokio::spawn(async move {
+                    let io = Tracked::new(stream, slot.activity.clone());
+                    if let Err(e) = serve_http(io, service, watcher, slot, limits).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
         }
+        drop(plain);
+        drop(https);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()
         {
-            tracing::warn!("TLS connections still open after {DRAIN_TIMEOUT:?}; closing them");
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
     }
+}
+
+/// Logs a failed accept (out of descriptors, mostly) and waits before the next one instead of
+/// spinning; returns the next wait.
+async fn accept_failed(error: &std::io::Error, backoff: Duration) -> Duration {
+    tracing::warn!(error = %error, retry_in = ?backoff, "accepting a connection failed");
+    tokio::time::sleep(backoff).await;
+    (backoff * 2).min(ACCEPT_BACKOFF_MAX)
 }
 
 async fn accept(
@@ -254,30 +285,68 @@ async fn accept(
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Completes the TLS handshake on `io`, then serves HTTP/1.1 or HTTP/2 over it with `app`.
+/// Completes the TLS handshake on `io` (within the header read timeout), then serves HTTP/1.1 or
+/// HTTP/2 over it with `app`.
 async fn serve_tls<IO>(
     io: IO,
     acceptor: TlsAcceptor,
     app: App,
     watcher: hyper_util::server::graceful::Watcher,
+    slot: Slot,
+    limits: ConnectionLimits,
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io))
-        .await
-        .map_err(|_| "the TLS handshake timed out")??;
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = req.map(Body::new);
+    let stream = tokio::select! {
+        handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)) => {
+            handshake.map_err(|_| "the TLS handshake timed out")??
+        }
+        reason = slot.activity.expired(&limits) => return Err(reason.into()),
+    };
+    let service = tower::service_fn(move |mut req: Request| {
         req.extensions_mut().insert(ServedOverTls);
         app.clone().oneshot(req)
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    // Nothing inside TLS upgrades (a CONNECT is answered only on the plain listener).
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    watcher.watch(connection.into_owned()).await
+    let io = Tracked::new(stream, slot.activity.clone());
+    serve_http(io, service, watcher, slot, limits).await
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on `io` with `service` until the client is done, a clock of the
+/// connection runs out, or it is evicted.
+async fn serve_http<IO, S>(
+    io: Tracked<IO>,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    slot: Slot,
+    limits: ConnectionLimits,
+) -> Result<(), BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = slot.activity.clone();
+    let body_timeout = limits.body_read_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let in_flight = activity.begin_request();
+        let req = req.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+        let call = service.clone().oneshot(req);
+        async move {
+            let response = call.await;
+            drop(in_flight);
+            response
+        }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    tokio::select! {
+        served = watcher.watch(connection) => served,
+        reason = slot.activity.expired(&limits) => {
+            tracing::debug!(reason, "closing a connection");
+            Ok(())
+        }
+    }
 }

@@ -80,6 +80,7 @@ impl Iocd {
             iocd: self.clone(),
             args: Vec::new(),
             envs: Vec::new(),
+            ulimit: None,
         }
     }
 }
@@ -91,9 +92,17 @@ pub struct Serve {
     iocd: Iocd,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    ulimit: Option<String>,
 }
 
 impl Serve {
+    /// Starts the server under `sh -c 'ulimit OPTIONS && exec iocd …'`, e.g. `"-n 640"` (soft
+    /// and hard descriptor limits) or `"-Sn 256"` (soft only). Unix only.
+    pub fn ulimit(mut self, options: &str) -> Serve {
+        self.ulimit = Some(options.to_string());
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Serve {
         self.args.push(arg.to_string());
         self
@@ -138,7 +147,17 @@ impl Serve {
             let port = free_port();
             let log = log_dir.path().join(format!("iocd-{port}-{attempt}.log"));
             let log_file = std::fs::File::create(&log).expect("log file");
-            let mut command = self.iocd.command();
+            let mut command = match &self.ulimit {
+                Some(options) => {
+                    let mut shell = Command::new("sh");
+                    shell
+                        .arg("-c")
+                        .arg(format!("ulimit {options} && exec \"$0\" \"$@\""))
+                        .arg(&self.iocd.binary);
+                    shell
+                }
+                None => self.iocd.command(),
+            };
             command
                 .arg("serve")
                 .args(["--listen", &format!("127.0.0.1:{port}")])

@@ -19,7 +19,9 @@ use iocd_identity::{
     bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
 };
 use iocd_ratelimit::{Policy, PolicyOverride};
-use iocd_server::{AppState, DeleteStatus, RateLimitConfig, Server, ServerConfig};
+use iocd_server::{
+    AppState, ConnectionLimits, DeleteStatus, RateLimitConfig, Server, ServerConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -244,6 +246,22 @@ struct ServeArgs {
     /// credentials once.
     #[arg(long, env = "IOCD_DEV_APP", default_value_t = true, action = clap::ArgAction::Set)]
     dev_app: bool,
+    /// Seconds a client may take from the first byte of a request to the end of its headers (and
+    /// for a TLS handshake); then the connection is closed.
+    #[arg(long, env = "IOCD_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Longest pause, in seconds, while a request's body is read; then 408.
+    #[arg(long, env = "IOCD_BODY_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight (keep-alive); then it is
+    /// closed.
+    #[arg(long, env = "IOCD_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_secs: u64,
+    /// Most connections open at once (every listener and tunnel); at the cap a new connection
+    /// closes the oldest idle one. 0: the descriptor limit less a reserve for the database, logs
+    /// and certificates. Never more than that.
+    #[arg(long, env = "IOCD_MAX_CONNECTIONS", default_value_t = 0)]
+    max_connections: usize,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -267,7 +285,47 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Descriptors kept back from the connection cap: the database pool, log and certificate files,
+/// Redis, the listeners.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// Raises the soft descriptor limit to the hard one and returns the connection cap: `asked`
+/// (0: as many as fit) but never more than the descriptor limit less [`RESERVED_DESCRIPTORS`].
+fn connection_cap(asked: usize) -> usize {
+    let descriptors = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let fits = usize::try_from(descriptors.saturating_sub(RESERVED_DESCRIPTORS))
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1_000_000);
+    let cap = match asked {
+        0 => fits,
+        asked if asked > fits => {
+            tracing::warn!(
+                asked,
+                descriptors,
+                cap = fits,
+                "--max-connections exceeds what the descriptor limit allows; lowered"
+            );
+            fits
+        }
+        asked => asked,
+    };
+    tracing::info!(descriptors, max_connections = cap, "connection limits");
+    cap
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let connections = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections: connection_cap(args.max_connections),
+    };
     let stores = iocd_store::open_stores(&args.database)
         .await
         .with_context(|| format!("opening the database {}", args.database))?;
@@ -305,6 +363,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             external_issuers: args.trusted_issuers,
             ..IdentityConfig::default()
         },
+        connections,
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
     let listener = tokio::net::TcpListener::bind(args.listen)

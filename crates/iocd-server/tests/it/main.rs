@@ -3,6 +3,7 @@
 
 mod auth;
 mod certificates;
+mod connections;
 mod hostile;
 mod ids;
 mod import;

@@ -2,6 +2,7 @@
 //! (`iocd_testkit::Iocd`), over scratch databases, spoken to over HTTP and through its own CLI.
 
 mod cli;
+mod connections;
 mod crash;
 mod import_export;
 mod multi_replica;
