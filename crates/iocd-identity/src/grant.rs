@@ -114,16 +114,16 @@ fn storage_failure(e: iocd_store::StoreError) -> GrantError {
 }
 
 impl IdentityProvider {
-    /// Whether a tenant named in an authority URL exists, as the refusal of a discovery or key
-    /// request wants it.
+    /// The id of the tenant an authority URL names (by its id or by a domain alias), or the
+    /// refusal a token, discovery or key request gets (`error` is its OAuth2 error).
     pub async fn require_tenant(
         &self,
         tenant: &str,
         error: &'static str,
-    ) -> Result<(), GrantError> {
-        match self.tenant_exists(tenant).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(GrantError::unknown_tenant(tenant, error)),
+    ) -> Result<String, GrantError> {
+        match self.resolve_tenant(tenant).await {
+            Ok(Some(tenant_id)) => Ok(tenant_id),
+            Ok(None) => Err(GrantError::unknown_tenant(tenant, error)),
             Err(e) => Err(storage_failure(e)),
         }
     }
@@ -147,7 +147,10 @@ impl IdentityProvider {
                 ))
             }
         }
-        self.require_tenant(tenant, "invalid_request").await?;
+        // The URL may name the tenant by a domain alias; everything below uses its id.
+        let named = tenant;
+        let tenant_id = self.require_tenant(named, "invalid_request").await?;
+        let tenant = tenant_id.as_str();
         if let Some(assertion) = request.get("client_assertion") {
             match request.get("client_assertion_type") {
                 Some(iocd_auth::JWT_BEARER_ASSERTION_TYPE) => {}
@@ -171,7 +174,13 @@ impl IdentityProvider {
             };
             let audience = self.requested_audience(request, version)?;
             let registration = self
-                .authenticate_assertion(tenant, &[tenant], &client_id, assertion, &request.origin)
+                .authenticate_assertion(
+                    tenant,
+                    &[tenant, named],
+                    &client_id,
+                    assertion,
+                    &request.origin,
+                )
                 .await?;
             let signing_key = self.current_key_ring().await.active().clone();
             return self.issue(&signing_key, registration, audience, version, request);

@@ -30,7 +30,8 @@ pub use keys::{
 };
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
-    bootstrap_development_app, register_app, register_certificate_app, validate_tenant_id,
-    NewAppCredentials, NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, NO_SECRET,
+    add_tenant_alias, bootstrap_development_app, register_app, register_certificate_app,
+    validate_domain, validate_tenant_id, NewAppCredentials, NewCertificateApp, RegisterError,
+    DEVELOPMENT_APP_NAME, NO_SECRET,
 };
 pub use roles::{Caller, MissingRoles, Role, READ_ROLES, WRITE_ROLES};

@@ -35,6 +35,8 @@ pub struct IdentityProvider {
     token_lifetime: Duration,
     leeway_secs: u64,
     known_tenants: Mutex<HashMap<String, Instant>>,
+    /// Domain alias → tenant id, with when it was read.
+    known_aliases: Mutex<HashMap<String, (String, Instant)>>,
     verified_secrets: Mutex<HashMap<String, VerifiedSecret>>,
     /// argon2 takes ~19 MiB and tens of milliseconds per verification: at most one per core
     /// runs at once, the rest queue, so a storm of token requests cannot exhaust memory.
@@ -92,6 +94,7 @@ impl IdentityProvider {
             token_lifetime: config.token_lifetime,
             leeway_secs: config.leeway_secs,
             known_tenants: Mutex::new(HashMap::new()),
+            known_aliases: Mutex::new(HashMap::new()),
             verified_secrets: Mutex::new(HashMap::new()),
             argon2_permits: tokio::sync::Semaphore::new(cores),
         })
@@ -232,6 +235,40 @@ impl IdentityProvider {
             known.remove(tenant_id);
         }
         Ok(exists)
+    }
+
+    /// The id of the tenant `name` names: a tenant id (that has apps), else a domain alias
+    /// (`iocd tenants alias`, any case). Positive alias answers are cached like tenants.
+    pub async fn resolve_tenant(
+        &self,
+        name: &str,
+    ) -> Result<Option<String>, iocd_store::StoreError> {
+        if self.tenant_exists(name).await? {
+            return Ok(Some(name.to_string()));
+        }
+        let domain = name.to_ascii_lowercase();
+        {
+            let known = self
+                .known_aliases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((tenant_id, seen)) = known.get(&domain) {
+                if seen.elapsed() < KNOWN_TENANT_TTL {
+                    return Ok(Some(tenant_id.clone()));
+                }
+            }
+        }
+        let Some(tenant_id) = self.store.resolve_tenant_alias(&domain).await? else {
+            return Ok(None);
+        };
+        if !self.tenant_exists(&tenant_id).await? {
+            return Ok(None);
+        }
+        self.known_aliases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(domain, (tenant_id.clone(), Instant::now()));
+        Ok(Some(tenant_id))
     }
 
     /// Checks a client id and secret against the app registry (client-credentials grant).

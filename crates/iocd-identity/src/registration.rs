@@ -177,6 +177,59 @@ async fn insert_app(
     }
 }
 
+/// Checks a domain alias: a DNS name of at least two labels (letters, digits, `-`), at most
+/// 253 characters, such as `contoso.onmicrosoft.com`; returned in lower case.
+pub fn validate_domain(domain: &str) -> Result<String, String> {
+    let lower = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = lower.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if lower.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err(format!(
+            "domain '{domain}' is invalid: give a DNS name such as contoso.onmicrosoft.com (letters, digits and '-' in dot-separated labels)"
+        ));
+    }
+    Ok(lower)
+}
+
+/// Makes `domain` a name of `tenant_id` in authority URLs (token, discovery and key endpoints),
+/// as Entra accepts a tenant's verified domains. Returns the domain as stored (lower case).
+pub async fn add_tenant_alias(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    domain: &str,
+) -> Result<String, RegisterError> {
+    let domain = validate_domain(domain).map_err(RegisterError::Invalid)?;
+    if !store.tenant_exists(tenant_id).await? {
+        return Err(RegisterError::Invalid(format!(
+            "tenant '{tenant_id}' has no apps; create one first with 'iocd apps create --tenant {tenant_id}'"
+        )));
+    }
+    if store.tenant_exists(&domain).await? {
+        return Err(RegisterError::Invalid(format!(
+            "'{domain}' is already a tenant id; it cannot also be an alias"
+        )));
+    }
+    if !store
+        .add_tenant_alias(&domain, tenant_id, time::now())
+        .await?
+    {
+        let owner = store
+            .resolve_tenant_alias(&domain)
+            .await?
+            .unwrap_or_default();
+        return Err(RegisterError::Invalid(format!(
+            "domain '{domain}' is already an alias of tenant '{owner}'"
+        )));
+    }
+    Ok(domain)
+}
+
 /// Display name of the app `iocd serve` creates on an empty database.
 pub const DEVELOPMENT_APP_NAME: &str = "iocd development app";
 
@@ -209,6 +262,25 @@ pub async fn bootstrap_development_app(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_are_checked_and_lower_cased() {
+        assert_eq!(
+            validate_domain("Contoso.OnMicrosoft.com.").as_deref(),
+            Ok("contoso.onmicrosoft.com")
+        );
+        for bad in [
+            "",
+            "contoso",
+            "a..b",
+            "-a.b",
+            "a_b.com",
+            "a b.com",
+            "{tenantid}.x",
+        ] {
+            assert!(validate_domain(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tenant_ids_are_checked() {

@@ -223,7 +223,12 @@ async fn issue_token(
     Ok((no_store(), Json(body)).into_response())
 }
 
-async fn known_tenant(app: &AppState, tenant: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// The id of the tenant the URL names (by id or domain alias), or the OAuth2 refusal.
+async fn known_tenant(
+    app: &AppState,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
     app.identity
         .require_tenant(tenant, "invalid_tenant")
         .await
@@ -290,9 +295,12 @@ async fn discovery_document(
     token_path: &str,
     keys_path: &str,
 ) -> Response {
-    if let Err(refusal) = known_tenant(app, tenant, headers).await {
-        return refusal;
-    }
+    // Named by an alias, the document names the tenant by its id, as Entra's does.
+    let tenant = match known_tenant(app, tenant, headers).await {
+        Ok(tenant_id) => tenant_id,
+        Err(refusal) => return refusal,
+    };
+    let tenant = tenant.as_str();
     let base = &origin.url;
     let issuer = app.identity.issuer_template(version, &origin.host);
     let document: Value = iocd_auth::openid_configuration(

@@ -129,6 +129,24 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Deletes the rotated-out keys whose `retire_at` has passed; returns how many.
     async fn drop_retired_signing_keys(&self, now: Timestamp) -> Result<u64, StoreError>;
 
+    /// Makes `domain` (lower case) a name of `tenant_id`; false when the domain already names
+    /// a tenant (this one or another).
+    async fn add_tenant_alias(
+        &self,
+        domain: &str,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The tenant a domain (lower case) names, if any.
+    async fn resolve_tenant_alias(&self, domain: &str) -> Result<Option<String>, StoreError>;
+
+    /// `(domain, tenant id)` of every alias, or of one tenant's, ordered by tenant then domain.
+    async fn tenant_aliases(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Registers a certificate on the app `certificate.client_id` of `tenant_id`.
     async fn add_app_certificate(
         &self,
@@ -435,6 +453,49 @@ macro_rules! impl_identity_store {
                 .execute(&self.readers)
                 .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn add_tenant_alias(
+                &self,
+                domain: &str,
+                tenant_id: &str,
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO tenant_aliases (domain, tenant_id, created_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (domain) DO NOTHING",
+                )
+                .bind(domain)
+                .bind(tenant_id)
+                .bind(iocd_domain::time::to_ticks(now))
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn resolve_tenant_alias(
+                &self,
+                domain: &str,
+            ) -> Result<Option<String>, $crate::StoreError> {
+                Ok(
+                    sqlx::query_scalar("SELECT tenant_id FROM tenant_aliases WHERE domain = $1")
+                        .bind(domain)
+                        .fetch_optional(&self.readers)
+                        .await?,
+                )
+            }
+
+            async fn tenant_aliases(
+                &self,
+                tenant_id: Option<&str>,
+            ) -> Result<Vec<(String, String)>, $crate::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT domain, tenant_id FROM tenant_aliases \
+                     WHERE (CAST($1 AS TEXT) IS NULL OR tenant_id = $1) ORDER BY tenant_id, domain",
+                )
+                .bind(tenant_id)
+                .fetch_all(&self.readers)
+                .await?)
             }
 
             async fn add_app_certificate(

@@ -137,6 +137,41 @@ pub async fn delete(database: &str, tenant: &str, client_id: &str) -> anyhow::Re
     Ok(json!({"tenantId": tenant, "clientId": client_id, "deleted": true}))
 }
 
+/// `iocd tenants alias`: the tenant may be named by `domain` in authority URLs.
+pub async fn alias_tenant(database: &str, tenant: &str, domain: &str) -> anyhow::Result<Value> {
+    let stores = open(database).await?;
+    match iocd_identity::add_tenant_alias(stores.identity.as_ref(), tenant, domain).await {
+        Ok(domain) => Ok(json!({"tenantId": tenant, "domain": domain})),
+        Err(error @ (RegisterError::Invalid(_) | RegisterError::Internal(_))) => bail!(error),
+        Err(RegisterError::Store(e)) => Err(e).context("storing the alias"),
+    }
+}
+
+/// `iocd tenants list`: every tenant (a tenant exists while it has apps) with its app count and
+/// domain aliases.
+pub async fn list_tenants(database: &str) -> anyhow::Result<Value> {
+    let stores = open(database).await?;
+    let apps = stores.identity.list_apps(None).await?;
+    let aliases = stores.identity.tenant_aliases(None).await?;
+    let mut tenants: Vec<Value> = Vec::new();
+    for app in &apps {
+        if tenants
+            .last()
+            .is_some_and(|t| t["tenantId"] == app.tenant_id.as_str())
+        {
+            continue;
+        }
+        let count = apps.iter().filter(|a| a.tenant_id == app.tenant_id).count();
+        let domains: Vec<&str> = aliases
+            .iter()
+            .filter(|(_, tenant)| *tenant == app.tenant_id)
+            .map(|(domain, _)| domain.as_str())
+            .collect();
+        tenants.push(json!({"tenantId": app.tenant_id, "apps": count, "domains": domains}));
+    }
+    Ok(Value::Array(tenants))
+}
+
 async fn open(database: &str) -> anyhow::Result<iocd_store::Stores> {
     iocd_store::open_stores(database)
         .await

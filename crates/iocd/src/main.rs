@@ -52,6 +52,9 @@ enum Command {
     /// Manage the apps (client id + secret + roles) that may get tokens.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// Tenants: list them, and give one a domain alias for authority URLs.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
     /// Manage the token-signing keys (rotation).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -138,6 +141,28 @@ enum AppsCommand {
         tenant: String,
         #[arg(long)]
         client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Let authority URLs name the tenant by a domain, as Entra accepts
+    /// https://login.microsoftonline.com/contoso.onmicrosoft.com: token, discovery and key
+    /// endpoints then answer under /DOMAIN/… as under /TENANT/….
+    Alias {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The tenant (it must have an app).
+        #[arg(long)]
+        tenant: String,
+        /// The domain, such as contoso.onmicrosoft.com (case-insensitive; one tenant each).
+        #[arg(long)]
+        domain: String,
+    },
+    /// List the tenants (those with apps), their app counts and domain aliases, as JSON.
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
     },
 }
 
@@ -507,6 +532,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Apps(command) => run_apps(command).await,
         Command::Keys(command) => run_keys(command).await,
+        Command::Tenants(TenantsCommand::Alias { db, tenant, domain }) => {
+            print_json(&apps::alias_tenant(&db.database, &tenant, &domain).await?)
+        }
+        Command::Tenants(TenantsCommand::List { db }) => {
+            print_json(&apps::list_tenants(&db.database).await?)
+        }
         Command::Token(args) => run_token(args).await,
         Command::Import(args) => {
             if !import::run(args).await? {

@@ -1,6 +1,7 @@
 //! iocd-server's integration tests: the real server in-process (`iocd_testkit::TestServer`),
 //! spoken to over HTTP, each test on a scratch database of its own, most on both backends.
 
+mod aliases;
 mod auth;
 mod certificates;
 mod connections;
