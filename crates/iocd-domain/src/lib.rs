@@ -9,6 +9,7 @@
 
 pub mod enums;
 pub mod error;
+pub mod feeds;
 pub mod indicator;
 pub mod matching;
 pub mod submission;

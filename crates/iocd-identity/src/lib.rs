@@ -7,6 +7,7 @@
 //! onto status codes and response bodies.
 
 mod authenticate;
+mod basic;
 mod certificates;
 mod config;
 mod grant;
@@ -16,6 +17,7 @@ mod registration;
 mod roles;
 
 pub use authenticate::{AuthenticationError, TokenAuthenticator};
+pub use basic::authenticate_basic;
 pub use certificates::{
     add_app_certificate, app_certificates, describe_certificate, is_token_endpoint,
     read_certificate, CertificateRegistrationError, RegisteredCertificate,

@@ -4,6 +4,7 @@ pub mod bulk;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod feeds;
 pub mod handlers;
 pub mod identity;
 pub mod list;
@@ -167,6 +168,9 @@ fn iocd_routes(state: &AppState) -> Router<AppState> {
             state.clone(),
             ratelimit::enforce,
         ))
+        // Not rate-limited: enforcement points poll on a schedule, and may send Basic
+        // credentials, which the limiter's authentication does not read.
+        .route("/iocd/v1/feeds/{format}", get(feeds::feed))
 }
 
 /// The application with all its layers, ready to serve.

@@ -68,6 +68,10 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
     }
 }
 
@@ -86,6 +90,7 @@ impl Modify for BearerAuth {
         crate::bulk::batch_delete_indicators,
         crate::match_api::match_batch,
         crate::match_api::match_one,
+        crate::feeds::feed,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
@@ -97,6 +102,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     tags(
         (name = "indicators", description = "Submit, list, import, read and delete indicators"),
+        (name = "feeds", description = "iocd's own: indicators as lists for firewalls, DNS resolvers and IDS"),
         (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
     )
 )]

@@ -16,7 +16,7 @@
 //!   queries' time (docs/compatibility.md, "Matching").
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -145,6 +145,9 @@ struct TenantIndex {
     deleted: std::sync::Mutex<Vec<i64>>,
     /// Whether the index was built from the store once.
     loaded: AtomicBool,
+    /// When (ticks) the index last changed: the newest update time read, or when this
+    /// process last removed deleted rows from it.
+    changed: AtomicI64,
 }
 
 impl TenantIndex {
@@ -156,6 +159,7 @@ impl TenantIndex {
             synced: AtomicU64::new(0),
             deleted: std::sync::Mutex::new(Vec::new()),
             loaded: AtomicBool::new(false),
+            changed: AtomicI64::new(0),
         }
     }
 }
@@ -224,7 +228,11 @@ impl MatchEngine {
         if !deleted.is_empty() {
             let deleted: HashSet<i64> = deleted.into_iter().collect();
             let mut idx = index.index.write().expect("index lock");
-            idx.retain_ids(|id| !deleted.contains(&id));
+            if idx.retain_ids(|id| !deleted.contains(&id)) > 0 {
+                index
+                    .changed
+                    .fetch_max(to_ticks(iocd_domain::time::now()), Ordering::AcqRel);
+            }
         }
         let since = watermark.map_or(i64::MIN, |w| w.saturating_sub(CHANGE_MARGIN));
         let rows = self.store.index_rows(tenant_id, since).await?;
@@ -239,6 +247,7 @@ impl MatchEngine {
                 }
                 let updated = to_ticks(row.last_update_time);
                 *watermark = Some(watermark.map_or(updated, |w| w.max(updated)));
+                index.changed.fetch_max(updated, Ordering::AcqRel);
             }
         }
         if watermark.is_none() {
@@ -254,6 +263,11 @@ impl MatchEngine {
             let ids: HashSet<i64> = self.store.index_ids(tenant_id).await?.into_iter().collect();
             let mut idx = index.index.write().expect("index lock");
             let removed = idx.retain_ids(|id| ids.contains(&id));
+            if removed > 0 {
+                index
+                    .changed
+                    .fetch_max(to_ticks(iocd_domain::time::now()), Ordering::AcqRel);
+            }
             tracing::debug!(
                 tenant = tenant_id,
                 removed,
@@ -296,6 +310,18 @@ impl MatchEngine {
         let index = self.current(tenant_id).await?;
         let idx = index.index.read().expect("index lock");
         Ok(read(&idx))
+    }
+
+    /// What identifies the content of the tenant's feeds at `now` (the index's
+    /// [`MatchIndex::fingerprint`]) and when the index last changed (ticks).
+    pub async fn feed_version(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> Result<((usize, i64, usize, u32), i64), StoreError> {
+        let index = self.current(tenant_id).await?;
+        let fingerprint = index.index.read().expect("index lock").fingerprint(now);
+        Ok((fingerprint, index.changed.load(Ordering::Acquire)))
     }
 
     async fn current(&self, tenant_id: &str) -> Result<Arc<TenantIndex>, StoreError> {

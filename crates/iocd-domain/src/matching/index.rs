@@ -405,6 +405,17 @@ impl MatchIndex {
         true
     }
 
+    /// What changes whenever a feed's content may: the indexed count, the id sum, how many
+    /// indexed indicators are expired at `now`, and the latest `lastUpdateTime` (seconds).
+    pub fn fingerprint(&self, now: Timestamp) -> (usize, i64, usize, u32) {
+        let now = to_ticks(now);
+        let live = self.entries.iter().filter(|e| e.live);
+        let (expired, updated) = live.fold((0, 0), |(n, u), e| {
+            (n + usize::from(e.expires <= now), u.max(e.updated_secs))
+        });
+        (self.live, self.id_sum, expired, updated)
+    }
+
     /// Wrapping sum of the indexed indicators' ids (see the field).
     pub fn id_sum(&self) -> i64 {
         self.id_sum
