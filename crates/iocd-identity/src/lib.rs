@@ -32,8 +32,9 @@ pub use keys::{
 };
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
-    add_tenant_alias, bootstrap_development_app, register_app, register_certificate_app,
-    validate_domain, validate_tenant_id, NewAppCredentials, NewCertificateApp, RegisterError,
-    DEVELOPMENT_APP_NAME, NO_SECRET,
+    add_tenant_alias, admin_app_exists, bootstrap_development_app, ensure_well_known_app,
+    register_app, register_certificate_app, validate_domain, validate_tenant_id, NewAppCredentials,
+    NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, EMULATOR_CLIENT_ID,
+    EMULATOR_CLIENT_SECRET, EMULATOR_TENANT_ID, NO_SECRET,
 };
-pub use roles::{Caller, MissingRoles, Role, READ_ROLES, WRITE_ROLES};
+pub use roles::{Caller, MissingRoles, Role, ADMIN_ROLES, READ_ROLES, WRITE_ROLES};

@@ -259,6 +259,75 @@ pub async fn bootstrap_development_app(
     .map(Some)
 }
 
+/// Whether any app holds `Iocd.Admin` (then the emulator controls need its token, even from
+/// loopback).
+pub async fn admin_app_exists(store: &dyn IdentityStore) -> Result<bool, iocd_store::StoreError> {
+    Ok(store
+        .list_apps(None)
+        .await?
+        .iter()
+        .any(|app| app.roles.iter().any(|r| r == Role::IocdAdmin.as_str())))
+}
+
+/// The emulator's well-known development tenant, app and secret, like Azurite's
+/// `devstoreaccount1`: documented, fixed values, so tests need not read the server's output.
+/// Never use them on a server reachable by anyone else.
+pub const EMULATOR_TENANT_ID: &str = "10cd0000-0000-4000-8000-000000000001";
+pub const EMULATOR_CLIENT_ID: &str = "10cd0000-0000-4000-8000-0000000000a1";
+pub const EMULATOR_CLIENT_SECRET: &str = "iocd-emulator-secret-not-for-production";
+
+/// Makes sure an app with exactly these credentials exists (`Ti.ReadWrite.All`, named
+/// [`DEVELOPMENT_APP_NAME`]): the emulator's well-known app. An app of that client id with
+/// another tenant, secret or roles is replaced. Returns true when it had to be (re)created.
+pub async fn ensure_well_known_app(
+    store: &dyn IdentityStore,
+    credentials: &NewAppCredentials,
+) -> Result<bool, RegisterError> {
+    validate_tenant_id(&credentials.tenant_id).map_err(RegisterError::Invalid)?;
+    if credentials.client_id.trim().is_empty() || credentials.client_secret.is_empty() {
+        return Err(RegisterError::Invalid(
+            "the development client id and secret must not be empty".to_string(),
+        ));
+    }
+    let roles = vec![Role::ReadWriteAll.as_str().to_string()];
+    let existing = store
+        .list_apps(None)
+        .await?
+        .into_iter()
+        .find(|app| app.client_id == credentials.client_id);
+    if let Some(app) = existing {
+        let secret = credentials.client_secret.clone();
+        let hash = app.secret_hash.clone();
+        let same_secret =
+            tokio::task::spawn_blocking(move || iocd_auth::verify_secret(&secret, &hash))
+                .await
+                .map_err(|e| RegisterError::Internal(e.to_string()))?;
+        if app.tenant_id == credentials.tenant_id && same_secret && app.roles == roles {
+            return Ok(false);
+        }
+        store.delete_app(&app.tenant_id, &app.client_id).await?;
+    }
+    let secret = credentials.client_secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
+        .await
+        .map_err(|e| RegisterError::Internal(e.to_string()))?;
+    let app = AppRegistration {
+        tenant_id: credentials.tenant_id.clone(),
+        client_id: credentials.client_id.clone(),
+        object_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, credentials.client_id.as_bytes())
+            .to_string(),
+        display_name: DEVELOPMENT_APP_NAME.to_string(),
+        secret_hash,
+        roles,
+        created_at: time::now(),
+    };
+    match store.insert_app(&app).await {
+        // Another server on this database won the race with the same credentials.
+        Ok(()) | Err(AppInsertError::DuplicateClientId(_)) => Ok(true),
+        Err(AppInsertError::Store(e)) => Err(e.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,16 +13,24 @@ pub enum Role {
     ReadWrite,
     /// Manages all of the tenant's indicators.
     ReadWriteAll,
+    /// iocd's own: may use the emulator controls (`/_iocd/…`). Not a Defender role.
+    IocdAdmin,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::ReadAll, Role::ReadWrite, Role::ReadWriteAll];
+    pub const ALL: [Role; 4] = [
+        Role::ReadAll,
+        Role::ReadWrite,
+        Role::ReadWriteAll,
+        Role::IocdAdmin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::ReadAll => "Ti.Read.All",
             Role::ReadWrite => "Ti.ReadWrite",
             Role::ReadWriteAll => "Ti.ReadWrite.All",
+            Role::IocdAdmin => "Iocd.Admin",
         }
     }
 
@@ -33,6 +41,8 @@ impl Role {
 
 /// Roles that may write (submit, import, delete).
 pub const WRITE_ROLES: &[Role] = &[Role::ReadWriteAll, Role::ReadWrite];
+/// Roles that may use the emulator controls (`/_iocd/…`).
+pub const ADMIN_ROLES: &[Role] = &[Role::IocdAdmin];
 /// Roles that may read.
 pub const READ_ROLES: &[Role] = &[Role::ReadWriteAll, Role::ReadWrite, Role::ReadAll];
 

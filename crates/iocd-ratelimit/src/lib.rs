@@ -167,6 +167,13 @@ pub trait RateLimiter: Send + Sync {
         app: &str,
         family: Family,
     ) -> Result<Decision, LimiterError>;
+
+    /// Forgets the windows of one tenant, or of every tenant (the emulator's reset): its next
+    /// calls are counted from nothing.
+    async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
+        let _ = tenant;
+        Ok(())
+    }
 }
 
 /// Admits every call: for deployments that switch rate limiting off entirely.

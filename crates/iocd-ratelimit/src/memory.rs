@@ -154,6 +154,15 @@ impl RateLimiter for MemoryLimiter {
     ) -> Result<Decision, LimiterError> {
         Ok(self.check_at(tenant, app, family, self.now_us()))
     }
+
+    async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
+        for shard in self.shards.iter() {
+            lock(shard)
+                .tats_by_key
+                .retain(|key, _| tenant.is_some_and(|t| *key.tenant != *t));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +196,24 @@ mod tests {
             key_count * 2,
             "stale keys were not evicted"
         );
+    }
+
+    #[tokio::test]
+    async fn reset_forgets_one_tenant_or_every_tenant() {
+        let policy = Policy::unlimited()
+            .with_windows(Family::Get, vec![Window::new(1, Duration::from_secs(3600))]);
+        let limiter = MemoryLimiter::new(policy);
+        for tenant in ["t1", "t2", "t3"] {
+            assert!(limiter.check_at(tenant, "a", Family::Get, 0).is_allowed());
+            assert!(!limiter.check_at(tenant, "a", Family::Get, 0).is_allowed());
+        }
+        limiter.reset(Some("t1")).await.unwrap();
+        assert!(limiter.check_at("t1", "a", Family::Get, 0).is_allowed());
+        assert!(!limiter.check_at("t2", "a", Family::Get, 0).is_allowed());
+        limiter.reset(None).await.unwrap();
+        assert_eq!(limiter.tracked_keys(), 0);
+        assert!(limiter.check_at("t2", "a", Family::Get, 0).is_allowed());
+        assert!(limiter.check_at("t3", "a", Family::Get, 0).is_allowed());
     }
 
     #[test]

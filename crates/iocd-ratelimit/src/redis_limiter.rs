@@ -178,6 +178,50 @@ impl RateLimiter for RedisLimiter {
     ) -> Result<Decision, LimiterError> {
         self.check_with_clock(tenant, app, family, None).await
     }
+
+    async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
+        let pattern = match tenant {
+            Some(tenant) => format!(
+                "{}:{}:*",
+                glob_escape(&self.key_prefix),
+                glob_escape(&escape_key_part(tenant))
+            ),
+            None => format!("{}:*", glob_escape(&self.key_prefix)),
+        };
+        let mut connection = self.connection.clone();
+        let work = async move {
+            let mut keys: Vec<String> = Vec::new();
+            {
+                let mut iter =
+                    redis::AsyncCommands::scan_match::<_, String>(&mut connection, pattern).await?;
+                while let Some(key) = iter.next_item().await {
+                    keys.push(key);
+                }
+            }
+            for chunk in keys.chunks(500) {
+                redis::AsyncCommands::del::<_, ()>(&mut connection, chunk).await?;
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        tokio::time::timeout(self.timeout * 10, work)
+            .await
+            .map_err(|_| LimiterError::Unavailable("the rate-limit Redis did not answer".into()))?
+            .map_err(|error| {
+                LimiterError::Unavailable(format!("the rate-limit Redis failed: {error}"))
+            })
+    }
+}
+
+/// Escapes Redis glob characters, so a key part matches only itself in `SCAN MATCH`.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod bulk;
 pub mod connections;
+pub mod emulator;
 pub mod error;
 pub mod extract;
 pub mod feeds;
@@ -42,7 +43,7 @@ use utoipa_scalar::Servable;
 pub use connections::ConnectionLimits;
 pub use handlers::DeleteStatus;
 use identity::Authenticator;
-use iocd_identity::{IdentityConfig, IdentityProvider, TokenAuthenticator};
+use iocd_identity::{IdentityConfig, IdentityProvider, NewAppCredentials, TokenAuthenticator};
 pub use ratelimit::RateLimitConfig;
 
 /// Everything that shapes the server's behaviour; every limit is here.
@@ -64,6 +65,11 @@ pub struct ServerConfig {
     pub identity: IdentityConfig,
     /// Header, body and idle timeouts and the connection cap, on every listener and tunnel.
     pub connections: ConnectionLimits,
+    /// Serve the emulator controls under `/_iocd/` (`--emulator`); off, they answer 404.
+    pub emulator: bool,
+    /// The emulator's well-known app, created again by `POST /_iocd/reset?all=true` and the
+    /// default tenant of `POST /_iocd/seed`.
+    pub well_known_app: Option<NewAppCredentials>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +83,8 @@ impl Default for ServerConfig {
             rate_limits: RateLimitConfig::default(),
             identity: IdentityConfig::default(),
             connections: ConnectionLimits::default(),
+            emulator: false,
+            well_known_app: None,
         }
     }
 }
@@ -182,6 +190,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api", api_routes(&state))
         .nest("/api/v1.0", api_routes(&state))
         .merge(iocd_routes(&state))
+        .nest("/_iocd", emulator::routes(&state))
         .merge(oauth::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))

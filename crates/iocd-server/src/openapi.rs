@@ -91,6 +91,8 @@ impl Modify for BearerAuth {
         crate::match_api::match_batch,
         crate::match_api::match_one,
         crate::feeds::feed,
+        crate::emulator::reset,
+        crate::emulator::seed,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
@@ -98,12 +100,14 @@ impl Modify for BearerAuth {
         crate::bulk::ImportResponse, crate::bulk::BatchDeleteRequest,
         crate::match_api::MatchBody, crate::match_api::MatchResponse,
         crate::match_api::MatchResult, crate::match_api::ItemError,
+        crate::emulator::ResetReport, crate::emulator::SeedReport, crate::emulator::RefusedRow,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "indicators", description = "Submit, list, import, read and delete indicators"),
         (name = "feeds", description = "iocd's own: indicators as lists for firewalls, DNS resolvers and IDS"),
         (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
+        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed")
     )
 )]
 pub struct ApiDoc;

@@ -191,17 +191,17 @@ impl Serving {
         tokio::pin!(stopping);
         let mut backoff = ACCEPT_BACKOFF;
         loop {
-            let (stream, tls) = tokio::select! {
+            let (stream, peer, tls) = tokio::select! {
                 _ = &mut stopping => break,
                 accepted = plain.accept() => match accepted {
-                    Ok((stream, _)) => (stream, false),
+                    Ok((stream, peer)) => (stream, Some(peer), false),
                     Err(e) => {
                         backoff = accept_failed(&e, backoff).await;
                         continue;
                     }
                 },
                 accepted = accept(https.as_ref()) => match accepted {
-                    Ok(stream) => (stream, true),
+                    Ok(stream) => (stream, None, true),
                     Err(e) => {
                         backoff = accept_failed(&e, backoff).await;
                         continue;
@@ -246,7 +246,16 @@ impl Serving {
                     }
                 });
             } else {
-                let service = plain_app.clone();
+                let plain_app = plain_app.clone();
+                // The peer's address (`ConnectInfo`) on the plain listener's requests: the
+                // emulator controls trust loopback callers.
+                let service = tower::service_fn(move |mut req: Request| {
+                    if let Some(peer) = peer {
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                    }
+                    plain_app.clone().oneshot(req)
+                });
                 tokio::spawn(async move {
                     let io = Tracked::new(stream, slot.activity.clone());
                     if let Err(e) = serve_http(io, service, watcher, slot, limits).await {

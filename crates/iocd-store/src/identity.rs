@@ -101,6 +101,10 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Deletes the app; false when there was no such app in that tenant.
     async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError>;
 
+    /// Deletes every app of one tenant, or of every tenant; returns how many went. For the
+    /// emulator's reset (`POST /_iocd/reset?all=true`).
+    async fn delete_apps(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
+
     /// A tenant exists while it has at least one app.
     async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError>;
 
@@ -351,6 +355,17 @@ macro_rules! impl_identity_store {
                     .execute(&self.readers)
                     .await?;
                 Ok(done.rows_affected() > 0)
+            }
+
+            async fn delete_apps(
+                &self,
+                tenant_id: Option<&str>,
+            ) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query("DELETE FROM apps WHERE $1 IS NULL OR tenant_id = $1")
+                    .bind(tenant_id)
+                    .execute(&self.readers)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, $crate::StoreError> {

@@ -141,6 +141,14 @@ macro_rules! impl_indicator_store {
                 }
                 Ok(found)
             }
+
+            async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, $crate::StoreError> {
+                let done = sqlx::query("DELETE FROM indicators WHERE $1 IS NULL OR tenant_id = $1")
+                    .bind(tenant_id)
+                    .execute(&self.readers)
+                    .await?;
+                Ok(done.rows_affected())
+            }
         }
     };
 }

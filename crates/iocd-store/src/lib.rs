@@ -179,6 +179,10 @@ pub trait IndicatorStore: Send + Sync + 'static {
         ids: &[i64],
         now: Timestamp,
     ) -> Result<Vec<Indicator>, StoreError>;
+
+    /// Deletes every indicator of one tenant, or of every tenant (the emulator's reset); returns
+    /// how many rows went. Indicator ids are not reused afterwards.
+    async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
 }
 
 /// The stores of one database, sharing its connections.
@@ -196,8 +200,18 @@ pub async fn open(url: &str) -> Result<Arc<dyn IndicatorStore>, StoreError> {
 }
 
 /// Opens the stores of the database a URL names, running its migrations.
+///
+/// [`sqlite::IN_MEMORY_URL`] (`sqlite::memory:`) opens a store in memory
+/// ([`SqliteStore::open_in_memory`]), gone when the process ends.
 pub async fn open_stores(url: &str) -> Result<Stores, StoreError> {
-    if url.starts_with("sqlite:") {
+    if url == sqlite::IN_MEMORY_URL {
+        let store = Arc::new(SqliteStore::open_in_memory().await?);
+        Ok(Stores {
+            indicators: store.clone(),
+            identity: store.clone(),
+            certificate_authority: store,
+        })
+    } else if url.starts_with("sqlite:") {
         let store = Arc::new(SqliteStore::open(url).await?);
         Ok(Stores {
             indicators: store.clone(),

@@ -346,6 +346,18 @@ impl MatchEngine {
         index.written.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Drops the index of one tenant, or of every tenant, after the store emptied them (the
+    /// emulator's reset): the next match builds it again from the store.
+    fn forget(&self, tenant_id: Option<&str>) {
+        let mut tenants = self.tenants.write().expect("tenants lock");
+        match tenant_id {
+            Some(tenant) => {
+                tenants.remove(tenant);
+            }
+            None => tenants.clear(),
+        }
+    }
+
     /// Indicators indexed over every tenant, and the heap bytes of the indexes.
     pub fn size(&self) -> (usize, usize) {
         let tenants = self.tenants.read().expect("tenants lock");
@@ -469,5 +481,11 @@ impl IndicatorStore for IndexedStore {
         now: Timestamp,
     ) -> Result<Vec<Indicator>, StoreError> {
         self.inner.get_many(scope, ids, now).await
+    }
+
+    async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, StoreError> {
+        let result = self.inner.reset(tenant_id).await;
+        self.engine.forget(tenant_id);
+        result
     }
 }

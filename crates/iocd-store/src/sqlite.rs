@@ -27,7 +27,13 @@ use iocd_odata::Dialect;
 pub struct SqliteStore {
     readers: SqlitePool,
     writer: Writer,
+    /// For an in-memory store: a connection held open for the store's life, because SQLite
+    /// frees a shared in-memory database when its last connection closes.
+    _keep_alive: Option<std::sync::Mutex<SqliteConnection>>,
 }
+
+/// The URL that names an in-memory store (`iocd serve --in-memory`).
+pub const IN_MEMORY_URL: &str = "sqlite::memory:";
 
 pub(crate) struct SqliteWriter {
     conn: SqliteConnection,
@@ -165,6 +171,38 @@ impl SqliteStore {
         Ok(SqliteStore {
             readers,
             writer: Writer::spawn(SqliteWriter::new(conn)),
+            _keep_alive: None,
+        })
+    }
+
+    /// A store that lives only as long as this value: a SQLite database in memory (SQLite's
+    /// `memdb` VFS, one database shared by the writer and the readers of this process), with
+    /// the same schema, writer and statements as on disk. Without a WAL (memdb has no shared
+    /// memory) readers and the writer take turns through SQLite's locks and the busy timeout.
+    pub async fn open_in_memory() -> Result<Self, StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Names starting with '/' are shared by the connections of this process.
+        let name = format!("/iocd-memory-{}-{n}", std::process::id());
+        let options = SqliteConnectOptions::new()
+            .filename(&name)
+            .vfs("memdb")
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Memory)
+            .synchronous(SqliteSynchronous::Off)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .disable_statement_logging();
+        let keep_alive = options.connect().await?;
+        let conn = migrate_then_connect(&options).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore {
+            readers,
+            writer: Writer::spawn(SqliteWriter::new(conn)),
+            _keep_alive: Some(std::sync::Mutex::new(keep_alive)),
         })
     }
 

@@ -17,7 +17,7 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
         .iter()
         .map(|name| {
             Role::parse(name).with_context(|| {
-                format!("unknown role '{name}': use Ti.Read.All, Ti.ReadWrite or Ti.ReadWrite.All (case-sensitive)")
+                format!("unknown role '{name}': use Ti.Read.All, Ti.ReadWrite, Ti.ReadWrite.All or Iocd.Admin (case-sensitive)")
             })
         })
         .collect()

@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use iocd_identity::{
-    bootstrap_development_app, ExternalIssuer, IdentityConfig, NewAppCredentials, DEFAULT_AUDIENCES,
+    bootstrap_development_app, ensure_well_known_app, ExternalIssuer, IdentityConfig,
+    NewAppCredentials, DEFAULT_AUDIENCES, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET,
+    EMULATOR_TENANT_ID,
 };
 use iocd_ratelimit::{Policy, PolicyOverride};
 use iocd_server::{
@@ -94,7 +96,8 @@ enum AppsCommand {
         /// Display name, shown as createdByDisplayName on the app's indicators.
         #[arg(long)]
         name: String,
-        /// Application role: Ti.Read.All, Ti.ReadWrite or Ti.ReadWrite.All (repeatable).
+        /// Application role: Ti.Read.All, Ti.ReadWrite, Ti.ReadWrite.All or Iocd.Admin (the emulator
+        /// controls) (repeatable).
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
         /// Give the app this certificate (a PEM file; only its CERTIFICATE block is read)
@@ -287,6 +290,34 @@ struct ServeArgs {
     /// and certificates. Never more than that.
     #[arg(long, env = "IOCD_MAX_CONNECTIONS", default_value_t = 0)]
     max_connections: usize,
+    /// Emulator mode, for tests: serve the controls under /_iocd/ (reset, seed…) and provision
+    /// the well-known development app (--dev-tenant, --dev-client-id, --dev-client-secret)
+    /// instead of a random one. Never on a server others can reach.
+    #[arg(long, env = "IOCD_EMULATOR")]
+    emulator: bool,
+    /// Keep everything in memory (SQLite in memory): the store lives only as long as the process.
+    /// Replaces --database.
+    #[arg(long, env = "IOCD_IN_MEMORY")]
+    in_memory: bool,
+    /// The emulator's well-known development tenant id.
+    #[arg(long, env = "IOCD_DEV_TENANT", default_value = EMULATOR_TENANT_ID)]
+    dev_tenant: String,
+    /// The emulator's well-known development client id.
+    #[arg(long, env = "IOCD_DEV_CLIENT_ID", default_value = EMULATOR_CLIENT_ID)]
+    dev_client_id: String,
+    /// The emulator's well-known development client secret.
+    #[arg(long, env = "IOCD_DEV_CLIENT_SECRET", default_value = EMULATOR_CLIENT_SECRET, hide_env_values = true, hide_default_value = true)]
+    dev_client_secret: String,
+    /// Load a CSV, JSON or STIX 2.1 file at start, through import's validation: FILE (into the
+    /// development tenant, with --emulator) or TENANT=FILE. Repeatable; refused rows are reported
+    /// on stderr with their line and reason.
+    #[arg(
+        long = "seed",
+        env = "IOCD_SEED",
+        value_name = "[TENANT=]FILE",
+        value_delimiter = ';'
+    )]
+    seed: Vec<String>,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -344,13 +375,69 @@ fn connection_cap(asked: usize) -> usize {
     cap
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// One `--seed` setting: the tenant (if named) and the file.
+fn seed_setting(setting: &str) -> (Option<&str>, &str) {
+    match setting.split_once('=') {
+        Some((tenant, file))
+            if !tenant.is_empty() && iocd_identity::validate_tenant_id(tenant).is_ok() =>
+        {
+            (Some(tenant), file)
+        }
+        _ => (None, setting),
+    }
+}
+
+/// Loads the `--seed` files; refused rows go to stderr with their line and reason.
+async fn seed_at_start(
+    state: &AppState,
+    settings: &[String],
+    default_tenant: Option<&str>,
+) -> anyhow::Result<()> {
+    for setting in settings {
+        let (tenant, file) = seed_setting(setting);
+        let tenant = tenant.or(default_tenant).with_context(|| {
+            format!("--seed {setting}: name the tenant (TENANT=FILE); only --emulator has a default tenant")
+        })?;
+        let content = std::fs::read(file).with_context(|| format!("--seed: reading {file}"))?;
+        let format = iocd_formats::detect_format(std::path::Path::new(file), &content)
+            .with_context(|| {
+                format!("--seed: cannot tell the format of {file} (CSV, JSON or STIX 2.1)")
+            })?;
+        let report = iocd_server::emulator::seed_tenant(state, tenant, format, &content)
+            .await
+            .with_context(|| format!("--seed: loading {file}"))?;
+        for row in &report.refused {
+            eprintln!("seed {file}: line {}: {}", row.line, row.reason);
+        }
+        for row in &report.skipped {
+            eprintln!("seed {file}: line {}: skipped: {}", row.line, row.reason);
+        }
+        tracing::info!(
+            file,
+            tenant,
+            loaded = report.loaded,
+            refused = report.refused.len(),
+            "seeded"
+        );
+    }
+    Ok(())
+}
+
+async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let connections = ConnectionLimits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         max_connections: connection_cap(args.max_connections),
     };
+    if args.in_memory {
+        args.database = iocd_store::sqlite::IN_MEMORY_URL.to_string();
+    }
+    let well_known_app = args.emulator.then(|| NewAppCredentials {
+        tenant_id: args.dev_tenant.clone(),
+        client_id: args.dev_client_id.clone(),
+        client_secret: args.dev_client_secret.clone(),
+    });
     let stores = iocd_store::open_stores(&args.database)
         .await
         .with_context(|| format!("opening the database {}", args.database))?;
@@ -389,6 +476,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..IdentityConfig::default()
         },
         connections,
+        emulator: args.emulator,
+        well_known_app: well_known_app.clone(),
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -400,7 +489,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let listen_url = format!("http://{local}");
-    let development_app = if args.dev_app {
+    let development_app = if let Some(well_known) = &well_known_app {
+        ensure_well_known_app(stores.identity.as_ref(), well_known)
+            .await
+            .context("creating the emulator's well-known development app")?;
+        None
+    } else if args.dev_app {
         bootstrap_development_app(stores.identity.as_ref())
             .await
             .context("creating the development app")?
@@ -411,12 +505,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("setting up token signing")?;
     let base = state.identity.issuer_base().to_string();
+    seed_at_start(
+        &state,
+        &args.seed,
+        well_known_app.as_ref().map(|app| app.tenant_id.as_str()),
+    )
+    .await?;
     let server = tls
         .attach(Server::on_listener(listener, state), &args.tls)
         .await?;
     tracing::info!(addr = %server.local_addr(), database = %args.database, issuer = %base, "iocd is serving; API at /api/indicators, tokens at /{{tenant}}/oauth2/v2.0/token, OpenAPI at /openapi.json, docs at /docs");
     if let Some(credentials) = development_app {
         print_development_app(&base, &credentials);
+    }
+    if let Some(app) = &well_known_app {
+        tracing::info!(tenant = %app.tenant_id, client_id = %app.client_id, "emulator mode: controls at /_iocd/, the well-known development app is provisioned (its secret is --dev-client-secret's)");
     }
     server.run(iocd_server::shutdown_signal()).await?;
     Ok(())

@@ -259,3 +259,62 @@ async fn outage_fails_closed_then_recovers() {
         "the limiter did not reconnect after Redis came back"
     );
 }
+
+/// The emulator's reset forgets one tenant's windows (and only its) or every tenant's under the
+/// limiter's prefix, leaving other prefixes alone.
+#[tokio::test]
+async fn reset_deletes_one_tenants_keys_or_the_prefixes() {
+    let Some(redis_url) = env::redis_url() else {
+        return;
+    };
+    let prefix = RedisPrefix::new("reset");
+    let policy = Policy::unlimited()
+        .with_windows(Family::Get, vec![Window::new(1, Duration::from_secs(3600))]);
+    let limiter = connect(&redis_url, &format!("{prefix}:a"), policy.clone()).await;
+    let bystander = connect(&redis_url, &format!("{prefix}:b"), policy).await;
+    // A tenant id with glob characters must match only itself.
+    for tenant in ["t1", "t2", "t*"] {
+        assert!(limiter
+            .check(tenant, "app", Family::Get)
+            .await
+            .unwrap()
+            .is_allowed());
+        assert!(!limiter
+            .check(tenant, "app", Family::Get)
+            .await
+            .unwrap()
+            .is_allowed());
+    }
+    assert!(bystander
+        .check("t1", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+    limiter.reset(Some("t*")).await.unwrap();
+    assert!(limiter
+        .check("t*", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+    assert!(!limiter
+        .check("t1", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+    limiter.reset(None).await.unwrap();
+    assert!(limiter
+        .check("t1", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+    assert!(limiter
+        .check("t2", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+    assert!(!bystander
+        .check("t1", "app", Family::Get)
+        .await
+        .unwrap()
+        .is_allowed());
+}

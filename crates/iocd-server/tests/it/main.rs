@@ -5,6 +5,7 @@ mod aliases;
 mod auth;
 mod certificates;
 mod connections;
+mod emulator;
 mod feeds;
 mod hostile;
 mod ids;

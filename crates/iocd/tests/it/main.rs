@@ -4,6 +4,7 @@
 mod cli;
 mod connections;
 mod crash;
+mod emulator;
 mod import_export;
 mod multi_replica;
 mod serve_limits;
