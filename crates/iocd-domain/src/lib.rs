@@ -5,8 +5,10 @@
 //! * [`value`]: per-type validation and normalisation of `indicatorValue` (the upsert key).
 //! * [`submission`]: turning a request body into a validated [`Submission`].
 //! * [`indicator`]: the stored entity and the create / update-in-place rules.
+//! * [`change`]: the change log's entries and which properties a change touched.
 //! * [`matching`]: Defender's matching rules and the per-tenant in-memory match index.
 
+pub mod change;
 pub mod enums;
 pub mod error;
 pub mod feeds;
@@ -16,6 +18,7 @@ pub mod submission;
 pub mod time;
 pub mod value;
 
+pub use change::{ChangeActor, ChangeEntry, ChangeKind, ChangeSource, PropertyChange};
 pub use enums::{Action, IndicatorType, Severity};
 pub use error::{ErrorCode, ValidationError};
 pub use indicator::{Actor, Indicator};

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use iocd_domain::{parse_submission, time, Submission, ValidationError};
-use iocd_store::DeleteOutcome;
+use iocd_store::{DeleteOutcome, DeleteVia};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -221,7 +221,13 @@ pub async fn batch_delete_indicators(
         .collect::<Result<Vec<i64>, ApiError>>()?;
     match app
         .store
-        .delete(&caller.write_scope(), &ids, time::now())
+        .delete(
+            &caller.write_scope(),
+            &caller.actor(),
+            &ids,
+            DeleteVia::Batch,
+            time::now(),
+        )
         .await?
     {
         DeleteOutcome::Deleted(_) => Ok(StatusCode::NO_CONTENT.into_response()),

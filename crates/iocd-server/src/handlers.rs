@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use iocd_domain::{parse_submission, time, Indicator};
-use iocd_store::DeleteOutcome;
+use iocd_store::{DeleteOutcome, DeleteVia};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -143,7 +143,13 @@ pub async fn delete_indicator(
     let id = parse_indicator_id(&id)?;
     match app
         .store
-        .delete(&caller.write_scope(), &[id], time::now())
+        .delete(
+            &caller.write_scope(),
+            &caller.actor(),
+            &[id],
+            DeleteVia::Single,
+            time::now(),
+        )
         .await?
     {
         DeleteOutcome::Deleted(_) => Ok(app.config.delete_status.into_response()),

@@ -16,12 +16,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use iocd_domain::change::{self, ChangeActor, ChangeEntry, ChangeKind};
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Action, Actor, Indicator, IndicatorType, Submission};
 
-use crate::protocol::{Outcome, WriteConnection};
+use crate::protocol::{Counters, Outcome, WriteConnection};
 use crate::rows::ticks;
-use crate::{DeleteOutcome, ItemError, ItemOutcome, ItemResult, Scope, StoreError, WriteLimits};
+use crate::{
+    ChangeLogging, DeleteOutcome, DeleteVia, ItemError, ItemOutcome, ItemResult, Scope, StoreError,
+    WriteLimits,
+};
 
 /// One queued command, as the batch reads it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +38,14 @@ pub(crate) enum Command<'a> {
         now: Timestamp,
     },
     Delete {
+        scope: &'a Scope,
+        actor: &'a Actor,
+        ids: &'a [i64],
+        via: DeleteVia,
+        now: Timestamp,
+    },
+    /// Removes those of `ids` that are expired at `now` (the sweeper).
+    Expire {
         scope: &'a Scope,
         ids: &'a [i64],
         now: Timestamp,
@@ -51,6 +63,13 @@ pub(crate) enum Work {
         now: Timestamp,
     },
     Delete {
+        scope: Scope,
+        actor: Actor,
+        ids: Vec<i64>,
+        via: DeleteVia,
+        now: Timestamp,
+    },
+    Expire {
         scope: Scope,
         ids: Vec<i64>,
         now: Timestamp,
@@ -73,7 +92,20 @@ impl Work {
                 limits: *limits,
                 now: *now,
             },
-            Work::Delete { scope, ids, now } => Command::Delete {
+            Work::Delete {
+                scope,
+                actor,
+                ids,
+                via,
+                now,
+            } => Command::Delete {
+                scope,
+                actor,
+                ids,
+                via: *via,
+                now: *now,
+            },
+            Work::Expire { scope, ids, now } => Command::Expire {
                 scope,
                 ids,
                 now: *now,
@@ -85,13 +117,17 @@ impl Work {
 impl Command<'_> {
     pub(crate) fn tenant(&self) -> &str {
         match self {
-            Command::Submit { scope, .. } | Command::Delete { scope, .. } => &scope.tenant_id,
+            Command::Submit { scope, .. }
+            | Command::Delete { scope, .. }
+            | Command::Expire { scope, .. } => &scope.tenant_id,
         }
     }
 
     fn now(&self) -> Timestamp {
         match self {
-            Command::Submit { now, .. } | Command::Delete { now, .. } => *now,
+            Command::Submit { now, .. }
+            | Command::Delete { now, .. }
+            | Command::Expire { now, .. } => *now,
         }
     }
 }
@@ -101,6 +137,7 @@ impl Command<'_> {
 pub(crate) async fn run<C: WriteConnection>(
     conn: &mut C,
     commands: &[Command<'_>],
+    log: ChangeLogging,
 ) -> Result<Option<Vec<Outcome>>, StoreError> {
     let reads = ReadSet::of(commands);
     let mut snapshot = Snapshot::default();
@@ -123,15 +160,15 @@ pub(crate) async fn run<C: WriteConnection>(
                 .push((tenant.clone(), Indicator::try_from(row)?));
         }
     }
-    for tenant in &reads.submitting {
-        let last = conn.last_id(tenant).await?;
-        snapshot.last_ids.insert(tenant.clone(), last);
+    for tenant in &reads.counters {
+        let counters = conn.counters(tenant).await?;
+        snapshot.counters.insert(tenant.clone(), counters);
     }
     for (tenant, now) in counts_needed(commands, &snapshot.rows) {
         let count = conn.count_active(&tenant, ticks(now)).await?;
         snapshot.active_counts.insert(tenant, count.max(0) as u64);
     }
-    let Some(plan) = plan(commands, snapshot) else {
+    let Some(plan) = plan(commands, snapshot, log) else {
         return Ok(None);
     };
     for (tenant, ids) in &plan.deletes {
@@ -140,8 +177,11 @@ pub(crate) async fn run<C: WriteConnection>(
     for (tenant, rows) in &plan.upserts {
         conn.upsert_many(tenant, rows).await?;
     }
-    for (tenant, last) in &plan.last_ids {
-        conn.set_last_id(tenant, *last).await?;
+    for (tenant, entries) in &plan.changes {
+        conn.append_changes(tenant, entries).await?;
+    }
+    for (tenant, counters) in &plan.counters {
+        conn.set_counters(tenant, *counters).await?;
     }
     Ok(Some(plan.outcomes))
 }
@@ -153,18 +193,23 @@ pub(crate) async fn run_one_at_a_time<C: WriteConnection>(
     conn: &mut C,
     tenants: &[String],
     commands: &[Command<'_>],
+    log: ChangeLogging,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     conn.begin(tenants).await?;
     let mut outcomes = Vec::with_capacity(commands.len());
     for command in commands {
-        outcomes.push(run_in_savepoint(conn, command).await);
+        outcomes.push(run_in_savepoint(conn, command, log).await);
     }
     Ok(outcomes)
 }
 
-async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, command: &Command<'_>) -> Outcome {
+async fn run_in_savepoint<C: WriteConnection>(
+    conn: &mut C,
+    command: &Command<'_>,
+    log: ChangeLogging,
+) -> Outcome {
     let ran = match conn.execute("SAVEPOINT command").await {
-        Ok(()) => run(conn, std::slice::from_ref(command)).await,
+        Ok(()) => run(conn, std::slice::from_ref(command), log).await,
         Err(e) => Err(e.into()),
     };
     let outcome = match ran {
@@ -172,10 +217,7 @@ async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, command: &Command<'_
         Ok(_) => None,
         Err(e) => {
             let _ = conn.execute("ROLLBACK TO SAVEPOINT command").await;
-            Some(match command {
-                Command::Submit { .. } => Outcome::Submit(Err(e)),
-                Command::Delete { .. } => Outcome::Delete(Err(e)),
-            })
+            Some(Outcome::failed(command, e))
         }
     };
     let _ = conn.execute("RELEASE SAVEPOINT command").await;
@@ -183,10 +225,7 @@ async fn run_in_savepoint<C: WriteConnection>(conn: &mut C, command: &Command<'_
     // fails rather than guess.
     outcome.unwrap_or_else(|| {
         let error = StoreError::CommitFailed("the command could not be planned".to_string());
-        match command {
-            Command::Submit { .. } => Outcome::Submit(Err(error)),
-            Command::Delete { .. } => Outcome::Delete(Err(error)),
-        }
+        Outcome::failed(command, error)
     })
 }
 
@@ -196,10 +235,10 @@ struct ReadSet {
     /// Submitted value keys, by tenant and indicator type (the leading columns of the upsert
     /// key's unique index, so each group is one index search).
     values: BTreeMap<(String, &'static str), BTreeSet<String>>,
-    /// Ids that deletes name, by tenant.
+    /// Ids that deletes and expiries name, by tenant.
     ids: BTreeMap<String, BTreeSet<i64>>,
-    /// Tenants that submit: their id counter is read.
-    submitting: BTreeSet<String>,
+    /// Every tenant of the batch: its counters are read.
+    counters: BTreeSet<String>,
 }
 
 impl ReadSet {
@@ -208,7 +247,7 @@ impl ReadSet {
         for command in commands {
             match command {
                 Command::Submit { scope, items, .. } => {
-                    reads.submitting.insert(scope.tenant_id.clone());
+                    reads.counters.insert(scope.tenant_id.clone());
                     for sub in *items {
                         reads
                             .values
@@ -217,7 +256,8 @@ impl ReadSet {
                             .insert(sub.value_key.clone());
                     }
                 }
-                Command::Delete { scope, ids, .. } => {
+                Command::Delete { scope, ids, .. } | Command::Expire { scope, ids, .. } => {
+                    reads.counters.insert(scope.tenant_id.clone());
                     reads
                         .ids
                         .entry(scope.tenant_id.clone())
@@ -235,8 +275,8 @@ impl ReadSet {
 struct Snapshot {
     /// Every stored row the batch may touch, with its tenant (a row may appear twice).
     rows: Vec<(String, Indicator)>,
-    /// The last id handed out, per submitting tenant (0 before its first indicator).
-    last_ids: HashMap<String, i64>,
+    /// The counters of every tenant of the batch.
+    counters: HashMap<String, Counters>,
     /// Active indicators, per tenant whose quota the batch may reach.
     active_counts: HashMap<String, u64>,
 }
@@ -276,7 +316,7 @@ fn counts_needed(commands: &[Command], stored: &[(String, Indicator)]) -> Vec<(S
                     may_create.insert(tenant);
                 }
             }
-            Command::Delete { .. } => {
+            Command::Delete { .. } | Command::Expire { .. } => {
                 may_create.insert(tenant);
             }
         }
@@ -325,8 +365,10 @@ struct Plan {
     deletes: BTreeMap<String, Vec<i64>>,
     /// Rows to insert or rewrite whole, by tenant, in id order.
     upserts: BTreeMap<String, Vec<Indicator>>,
-    /// The new last id handed out, for tenants that created indicators.
-    last_ids: BTreeMap<String, i64>,
+    /// Change-log entries to append, numbered, by tenant.
+    changes: BTreeMap<String, Vec<ChangeEntry>>,
+    /// The new counters, for tenants whose counters moved.
+    counters: BTreeMap<String, Counters>,
 }
 
 /// One row as the batch sees it.
@@ -346,19 +388,23 @@ struct Working {
     slots: HashMap<(String, i64), Slot>,
     /// The id holding each key among the rows not removed.
     keys: HashMap<Key, i64>,
-    last_ids: HashMap<String, i64>,
+    counters: HashMap<String, Counters>,
     active_counts: HashMap<String, u64>,
+    log: ChangeLogging,
+    changes: BTreeMap<String, Vec<ChangeEntry>>,
 }
 
 /// Runs the commands in order against the snapshot. `None` when the snapshot lacks what a
 /// command needs (it cannot, given [`ReadSet`] and [`counts_needed`]; the slow path is the
 /// safe answer if it ever does).
-fn plan(commands: &[Command], snapshot: Snapshot) -> Option<Plan> {
+fn plan(commands: &[Command], snapshot: Snapshot, log: ChangeLogging) -> Option<Plan> {
     let mut working = Working {
         slots: HashMap::with_capacity(snapshot.rows.len()),
         keys: HashMap::with_capacity(snapshot.rows.len()),
-        last_ids: snapshot.last_ids.clone(),
+        counters: snapshot.counters.clone(),
         active_counts: snapshot.active_counts,
+        log,
+        changes: BTreeMap::new(),
     };
     for (tenant, indicator) in snapshot.rows {
         working
@@ -384,8 +430,15 @@ fn plan(commands: &[Command], snapshot: Snapshot) -> Option<Plan> {
                 limits,
                 now,
             } => Outcome::Submit(Ok(working.submit(scope, actor, items, limits, now)?)),
-            Command::Delete { scope, ids, now } => {
-                Outcome::Delete(Ok(working.delete(scope, ids, now)))
+            Command::Delete {
+                scope,
+                actor,
+                ids,
+                via,
+                now,
+            } => Outcome::Delete(Ok(working.delete(scope, actor, ids, via, now))),
+            Command::Expire { scope, ids, now } => {
+                Outcome::Expire(Ok(working.expire(scope, ids, now)))
             }
         });
     }
@@ -393,7 +446,8 @@ fn plan(commands: &[Command], snapshot: Snapshot) -> Option<Plan> {
         outcomes,
         deletes: BTreeMap::new(),
         upserts: BTreeMap::new(),
-        last_ids: BTreeMap::new(),
+        changes: working.changes,
+        counters: BTreeMap::new(),
     };
     for ((tenant, id), slot) in working.slots {
         if slot.removed {
@@ -410,9 +464,9 @@ fn plan(commands: &[Command], snapshot: Snapshot) -> Option<Plan> {
     plan.upserts
         .values_mut()
         .for_each(|rows| rows.sort_unstable_by_key(|ind| ind.id));
-    for (tenant, last) in working.last_ids {
-        if snapshot.last_ids.get(&tenant) != Some(&last) {
-            plan.last_ids.insert(tenant, last);
+    for (tenant, counters) in working.counters {
+        if snapshot.counters.get(&tenant) != Some(&counters) {
+            plan.counters.insert(tenant, counters);
         }
     }
     Some(plan)
@@ -445,20 +499,32 @@ impl Working {
                         results.push(Err(ItemError::NotOwner { id }));
                         continue;
                     }
+                    let before = self.log.on().then(|| slot.indicator.clone());
                     slot.indicator.apply_update(sub, actor, now);
                     slot.changed = true;
-                    if !slot.indicator.is_active(now) {
+                    let updated = slot.indicator.clone();
+                    if !updated.is_active(now) {
                         // Updated to an expiration time already past: it no longer counts.
                         if let Some(count) = self.active_counts.get_mut(tenant) {
                             *count = count.saturating_sub(1);
                         }
                     }
-                    results.push(Ok(ItemOutcome::Updated(slot.indicator.clone())));
+                    if let Some(before) = before {
+                        let (kind, changes) = change::update_change(&before, &updated);
+                        let entry =
+                            ChangeEntry::new(kind, &updated, ChangeActor::api(actor), changes, now);
+                        self.append(tenant, entry)?;
+                    }
+                    results.push(Ok(ItemOutcome::Updated(updated)));
                     continue;
                 }
                 // An expired indicator is gone as far as clients can tell; its key starts afresh.
                 slot.removed = true;
                 self.keys.remove(&key);
+                if self.log.on() {
+                    let entry = expired_entry(&slot.indicator, now);
+                    self.append(tenant, entry)?;
+                }
             }
             if let Some(limit) = limits.max_active_indicators {
                 if *self.active_counts.get(tenant)? >= limit {
@@ -466,9 +532,20 @@ impl Working {
                     continue;
                 }
             }
-            let last = self.last_ids.get_mut(tenant)?;
-            *last += 1;
-            let indicator = Indicator::create(*last, sub, actor, now);
+            let counters = self.counters.get_mut(tenant)?;
+            counters.last_id += 1;
+            let indicator = Indicator::create(counters.last_id, sub, actor, now);
+            if self.log.on() {
+                let changes = change::diff(None, Some(&indicator));
+                let entry = ChangeEntry::new(
+                    ChangeKind::Created,
+                    &indicator,
+                    ChangeActor::api(actor),
+                    changes,
+                    now,
+                );
+                self.append(tenant, entry)?;
+            }
             if indicator.is_active(now) {
                 // One created with an expiration time already past is stored but not counted.
                 if let Some(count) = self.active_counts.get_mut(tenant) {
@@ -490,8 +567,55 @@ impl Working {
         Some(results)
     }
 
+    /// Numbers `entry` with the tenant's next sequence number and queues it. `None` when the
+    /// tenant's counters were not read (the slow path then fails the command).
+    fn append(&mut self, tenant: &str, mut entry: ChangeEntry) -> Option<()> {
+        let counters = self.counters.get_mut(tenant)?;
+        counters.last_seq += 1;
+        entry.sequence = counters.last_seq;
+        self.changes
+            .entry(tenant.to_string())
+            .or_default()
+            .push(entry);
+        Some(())
+    }
+
+    /// Removes those of `ids` that are stored and expired at `now`; how many.
+    fn expire(&mut self, scope: &Scope, ids: &[i64], now: Timestamp) -> usize {
+        let tenant = &scope.tenant_id;
+        let mut unique = ids.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut removed = 0;
+        for id in unique {
+            let Some(slot) = self.slots.get_mut(&(tenant.clone(), id)) else {
+                continue;
+            };
+            if slot.removed || slot.indicator.is_active(now) {
+                continue;
+            }
+            slot.removed = true;
+            self.keys
+                .remove(&Key::of_indicator(tenant, &slot.indicator));
+            removed += 1;
+            if self.log.on() {
+                let entry = expired_entry(&slot.indicator, now);
+                // The counters of every tenant with ids are read.
+                let _ = self.append(tenant, entry);
+            }
+        }
+        removed
+    }
+
     /// Deletes all of `ids`, or none if one is not an active indicator visible to the scope.
-    fn delete(&mut self, scope: &Scope, ids: &[i64], now: Timestamp) -> DeleteOutcome {
+    fn delete(
+        &mut self,
+        scope: &Scope,
+        actor: &Actor,
+        ids: &[i64],
+        via: DeleteVia,
+        now: Timestamp,
+    ) -> DeleteOutcome {
         let tenant = &scope.tenant_id;
         let mut unique = ids.to_vec();
         unique.sort_unstable();
@@ -513,11 +637,29 @@ impl Working {
         if !missing.is_empty() {
             return DeleteOutcome::NotFound(missing);
         }
+        let kind = match via {
+            DeleteVia::Single => ChangeKind::Deleted,
+            DeleteVia::Batch => ChangeKind::BatchDeleted,
+        };
         for &id in &unique {
+            let mut removed = None;
             if let Some(slot) = self.slots.get_mut(&(tenant.clone(), id)) {
                 slot.removed = true;
                 self.keys
                     .remove(&Key::of_indicator(tenant, &slot.indicator));
+                if self.log.on() {
+                    removed = Some(ChangeEntry::new(
+                        kind,
+                        &slot.indicator,
+                        ChangeActor::api(actor),
+                        Vec::new(),
+                        now,
+                    ));
+                }
+            }
+            if let Some(entry) = removed {
+                // The counters of every tenant with ids are read.
+                let _ = self.append(tenant, entry);
             }
             if let Some(count) = self.active_counts.get_mut(tenant) {
                 *count = count.saturating_sub(1);
@@ -525,6 +667,17 @@ impl Working {
         }
         DeleteOutcome::Deleted(unique.len())
     }
+}
+
+/// The entry of an indicator removed because it expired.
+fn expired_entry(indicator: &Indicator, now: Timestamp) -> ChangeEntry {
+    ChangeEntry::new(
+        ChangeKind::Expired,
+        indicator,
+        ChangeActor::sweeper(),
+        Vec::new(),
+        now,
+    )
 }
 
 #[cfg(test)]
@@ -600,10 +753,25 @@ mod tests {
                     owner: (!rng.chance(40)).then(|| app.to_string()),
                 };
                 if rng.chance(20) {
-                    let ids = (0..1 + rng.below(3))
+                    let ids: Vec<i64> = (0..1 + rng.below(3))
                         .map(|_| 1 + rng.below(40) as i64)
                         .collect();
-                    Work::Delete { scope, ids, now }
+                    // Not drawn from `rng`: the commands stay those the seeds were chosen for.
+                    let via = if ids.len() > 1 {
+                        DeleteVia::Batch
+                    } else {
+                        DeleteVia::Single
+                    };
+                    Work::Delete {
+                        scope,
+                        actor: Actor {
+                            id: app.to_string(),
+                            display_name: format!("{app} display"),
+                        },
+                        ids,
+                        via,
+                        now,
+                    }
                 } else {
                     Work::Submit {
                         scope,
@@ -633,14 +801,24 @@ mod tests {
     async fn dump(conn: &mut SqliteConnection) -> Vec<String> {
         let sql = format!("SELECT {COLUMNS} FROM indicators ORDER BY tenant_id, id");
         let rows: Vec<IndicatorRow> = sqlx::query_as(&sql).fetch_all(&mut *conn).await.unwrap();
-        let counters: Vec<(String, i64)> =
-            sqlx::query_as("SELECT tenant_id, next_indicator_id FROM tenants ORDER BY tenant_id")
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap();
+        let counters: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT tenant_id, next_indicator_id, last_change_seq FROM tenants ORDER BY tenant_id",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let changes: Vec<(String, i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT tenant_id, seq, indicator_id, kind, actor_id, changes FROM change_log \
+             ORDER BY tenant_id, seq",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(!changes.is_empty());
         rows.into_iter()
             .map(|row| format!("{:?}", Indicator::try_from(row).unwrap()))
             .chain(counters.iter().map(|c| format!("{c:?}")))
+            .chain(changes.iter().map(|c| format!("{c:?}")))
             .collect()
     }
 
@@ -663,11 +841,15 @@ mod tests {
             tenants.dedup();
 
             fast.begin(&tenants).await.unwrap();
-            let fast_outcomes = run(&mut fast, &commands).await.unwrap().expect("fast path");
-            fast.commit().await.unwrap();
-            let slow_outcomes = run_one_at_a_time(&mut slow, &tenants, &commands)
+            let fast_outcomes = run(&mut fast, &commands, ChangeLogging::On)
                 .await
-                .unwrap();
+                .unwrap()
+                .expect("fast path");
+            fast.commit().await.unwrap();
+            let slow_outcomes =
+                run_one_at_a_time(&mut slow, &tenants, &commands, ChangeLogging::On)
+                    .await
+                    .unwrap();
             slow.commit().await.unwrap();
 
             assert_eq!(

@@ -39,10 +39,61 @@ macro_rules! impl_indicator_store {
             async fn delete(
                 &self,
                 scope: &$crate::Scope,
+                actor: &iocd_domain::Actor,
                 ids: &[i64],
+                via: $crate::DeleteVia,
                 now: iocd_domain::time::Timestamp,
             ) -> Result<$crate::DeleteOutcome, $crate::StoreError> {
-                self.writer.delete(scope, ids, now).await
+                self.writer.delete(scope, actor, ids, via, now).await
+            }
+
+            async fn expire(
+                &self,
+                tenant_id: &str,
+                ids: &[i64],
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<usize, $crate::StoreError> {
+                self.writer.expire(tenant_id, ids, now).await
+            }
+
+            async fn changes_after(
+                &self,
+                scope: &$crate::Scope,
+                since: i64,
+                limit: u32,
+            ) -> Result<Vec<iocd_domain::ChangeEntry>, $crate::StoreError> {
+                let sql = $crate::sql::changes_after_sql();
+                let rows: Vec<$crate::rows::ChangeRow> = sqlx::query_as(&sql)
+                    .bind(&scope.tenant_id)
+                    .bind(scope.owner.as_deref())
+                    .bind(since)
+                    .bind(i64::from(limit.min($crate::MAX_CHANGES_PER_READ)))
+                    .fetch_all(&self.readers)
+                    .await?;
+                rows.into_iter()
+                    .map(iocd_domain::ChangeEntry::try_from)
+                    .collect()
+            }
+
+            async fn history(
+                &self,
+                scope: &$crate::Scope,
+                id: i64,
+            ) -> Result<Vec<iocd_domain::ChangeEntry>, $crate::StoreError> {
+                let sql = $crate::sql::history_sql();
+                let rows: Vec<$crate::rows::ChangeRow> = sqlx::query_as(&sql)
+                    .bind(&scope.tenant_id)
+                    .bind(scope.owner.as_deref())
+                    .bind(id)
+                    .fetch_all(&self.readers)
+                    .await?;
+                rows.into_iter()
+                    .map(iocd_domain::ChangeEntry::try_from)
+                    .collect()
+            }
+
+            fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+                self.writer.commits()
             }
 
             async fn list(

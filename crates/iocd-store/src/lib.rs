@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use iocd_domain::time::Timestamp;
-use iocd_domain::{Actor, Indicator, Submission};
+use iocd_domain::{Actor, ChangeEntry, Indicator, Submission};
 
 pub use authority::{CertificateAuthorityStore, StoredCertificateAuthority};
 pub use identity::{
@@ -98,6 +98,39 @@ pub enum DeleteOutcome {
     NotFound(Vec<i64>),
 }
 
+/// Which route a delete came through: the change log tells a single delete from a batch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteVia {
+    /// `DELETE /api/indicators/{id}`.
+    Single,
+    /// `POST /api/indicators/BatchDelete`.
+    Batch,
+}
+
+/// Whether writes append to the change log. Always on in service; off only to measure what the
+/// log costs (`iocd serve --no-change-log`, for the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChangeLogging {
+    #[default]
+    On,
+    Off,
+}
+
+impl ChangeLogging {
+    pub fn on(self) -> bool {
+        self == ChangeLogging::On
+    }
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreOptions {
+    pub change_log: ChangeLogging,
+}
+
+/// Most change-log entries one read returns.
+pub const MAX_CHANGES_PER_READ: u32 = 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -135,13 +168,42 @@ pub trait IndicatorStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Indicator>, StoreError>;
 
-    /// Deletes all of `ids` or none of them.
+    /// Deletes all of `ids` or none of them, logging each as deleted by `actor` via `via`.
     async fn delete(
         &self,
         scope: &Scope,
+        actor: &Actor,
         ids: &[i64],
+        via: DeleteVia,
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError>;
+
+    /// Removes those of the tenant's `ids` that are expired at `now`, each logged as expired,
+    /// through the writer (so replicas sweeping at once neither conflict nor log twice).
+    /// Returns how many it removed.
+    async fn expire(
+        &self,
+        tenant_id: &str,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+
+    /// The change-log entries visible in `scope` with a sequence number above `since`, oldest
+    /// first, at most `limit` (capped at [`MAX_CHANGES_PER_READ`]).
+    async fn changes_after(
+        &self,
+        scope: &Scope,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ChangeEntry>, StoreError>;
+
+    /// Every change-log entry of indicator `id` visible in `scope`, oldest first (also after
+    /// the indicator was deleted or expired).
+    async fn history(&self, scope: &Scope, id: i64) -> Result<Vec<ChangeEntry>, StoreError>;
+
+    /// Ticks once after each commit of this process's writer: a receiver wakes when the change
+    /// log may have grown (writes of other replicas on one PostgreSQL do not tick it).
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// One page of the active indicators visible in `scope` that match the request's filter,
     /// in its order (always ending with `id`, so paging is stable).
@@ -204,6 +266,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn IndicatorStore>, StoreError> {
 /// [`sqlite::IN_MEMORY_URL`] (`sqlite::memory:`) opens a store in memory
 /// ([`SqliteStore::open_in_memory`]), gone when the process ends.
 pub async fn open_stores(url: &str) -> Result<Stores, StoreError> {
+    open_stores_with(url, StoreOptions::default()).await
+}
+
+/// [`open_stores`] with options (the in-memory store always logs changes).
+pub async fn open_stores_with(url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
     if url == sqlite::IN_MEMORY_URL {
         let store = Arc::new(SqliteStore::open_in_memory().await?);
         Ok(Stores {
@@ -212,14 +279,14 @@ pub async fn open_stores(url: &str) -> Result<Stores, StoreError> {
             certificate_authority: store,
         })
     } else if url.starts_with("sqlite:") {
-        let store = Arc::new(SqliteStore::open(url).await?);
+        let store = Arc::new(SqliteStore::open_with(url, options).await?);
         Ok(Stores {
             indicators: store.clone(),
             identity: store.clone(),
             certificate_authority: store,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = Arc::new(PostgresStore::open(url).await?);
+        let store = Arc::new(PostgresStore::open_with(url, options).await?);
         Ok(Stores {
             indicators: store.clone(),
             identity: store.clone(),

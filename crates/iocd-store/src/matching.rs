@@ -23,10 +23,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use iocd_domain::matching::{Decision, IndexRecord, MatchIndex, Observable};
 use iocd_domain::time::{to_ticks, Timestamp};
-use iocd_domain::{Action, Actor, Indicator, IndicatorType, Severity, Submission};
+use iocd_domain::{Action, Actor, ChangeEntry, Indicator, IndicatorType, Severity, Submission};
 
 use crate::{
-    DeleteOutcome, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
+    DeleteOutcome, DeleteVia, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
     WriteLimits,
 };
 
@@ -429,16 +429,47 @@ impl IndicatorStore for IndexedStore {
     async fn delete(
         &self,
         scope: &Scope,
+        actor: &Actor,
         ids: &[i64],
+        via: DeleteVia,
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError> {
-        let result = self.inner.delete(scope, ids, now).await;
+        let result = self.inner.delete(scope, actor, ids, via, now).await;
         let deleted = match &result {
             Ok(DeleteOutcome::Deleted(_)) => ids,
             _ => &[],
         };
         self.engine.acknowledged_write(&scope.tenant_id, deleted);
         result
+    }
+
+    async fn expire(
+        &self,
+        tenant_id: &str,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let result = self.inner.expire(tenant_id, ids, now).await;
+        // Expired rows match nothing already; the poll's reconciliation drops them.
+        self.engine.acknowledged_write(tenant_id, &[]);
+        result
+    }
+
+    async fn changes_after(
+        &self,
+        scope: &Scope,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ChangeEntry>, StoreError> {
+        self.inner.changes_after(scope, since, limit).await
+    }
+
+    async fn history(&self, scope: &Scope, id: i64) -> Result<Vec<ChangeEntry>, StoreError> {
+        self.inner.history(scope, id).await
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.commits()
     }
 
     async fn list(

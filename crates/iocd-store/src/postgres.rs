@@ -20,7 +20,7 @@ use crate::listing::{bind_values, list_sql};
 use crate::protocol::impl_write_connection;
 use crate::rows::ticks;
 use crate::writer::Writer;
-use crate::{ListRequest, Scope, StoreError};
+use crate::{ListRequest, Scope, StoreError, StoreOptions};
 use iocd_odata::Dialect;
 
 pub struct PostgresStore {
@@ -40,7 +40,8 @@ impl_write_connection!(PgWriter, begin_locked, batched);
 
 /// The fast path's batched statements on PostgreSQL: multi-row statements of a few fixed sizes.
 mod batched {
-    use iocd_domain::Indicator;
+    use iocd_domain::time::to_ticks;
+    use iocd_domain::{ChangeEntry, Indicator};
     use sqlx::PgConnection;
 
     use crate::rows::IndicatorRow;
@@ -85,6 +86,31 @@ mod batched {
         sqlx::query(sql::DELETE_BY_IDS)
             .bind(tenant)
             .bind(ids)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn append_changes(
+        conn: &mut PgConnection,
+        tenant: &str,
+        entries: &[ChangeEntry],
+    ) -> Result<(), sqlx::Error> {
+        let column = |f: fn(&ChangeEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(&sql::INSERT_CHANGES)
+            .bind(tenant)
+            .bind(entries.iter().map(|e| e.sequence).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| to_ticks(e.time)).collect::<Vec<_>>())
+            .bind(column(|e| e.actor.id.clone()))
+            .bind(column(|e| e.actor.display_name.clone()))
+            .bind(column(|e| e.actor.source.as_str().to_string()))
+            .bind(entries.iter().map(|e| e.indicator_id).collect::<Vec<_>>())
+            .bind(column(|e| e.indicator_type.as_str().to_string()))
+            .bind(column(|e| e.indicator_value.clone()))
+            .bind(column(|e| e.action.as_str().to_string()))
+            .bind(column(|e| e.created_by.clone()))
+            .bind(column(|e| e.kind.as_str().to_string()))
+            .bind(column(|e| crate::rows::changes_text(&e.changes)))
             .execute(conn)
             .await
             .map(|_| ())
@@ -143,6 +169,11 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host/db`) and migrates the schema (sqlx holds an
     /// advisory lock while migrating, so replicas starting together do not collide).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`PostgresStore::open`] with options.
+    pub async fn open_with(url: &str, store_options: StoreOptions) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.disable_statement_logging();
         let readers = PgPoolOptions::new()
             .max_connections(16)
@@ -162,10 +193,13 @@ impl PostgresStore {
         let conn = writer_options.connect().await?;
         Ok(PostgresStore {
             readers,
-            writer: Writer::spawn(PgWriter {
-                conn,
-                options: writer_options,
-            }),
+            writer: Writer::spawn(
+                PgWriter {
+                    conn,
+                    options: writer_options,
+                },
+                store_options.change_log,
+            ),
         })
     }
 

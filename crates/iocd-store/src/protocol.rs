@@ -4,7 +4,7 @@
 //! backends supply only the statements.
 
 use async_trait::async_trait;
-use iocd_domain::Indicator;
+use iocd_domain::{ChangeEntry, Indicator};
 
 use crate::rows::IndicatorRow;
 use crate::{DeleteOutcome, ItemResult, StoreError};
@@ -32,12 +32,27 @@ pub(crate) trait WriteConnection: Send + 'static {
         tenant: &str,
         ids: &[i64],
     ) -> Result<Vec<IndicatorRow>, sqlx::Error>;
-    /// The last indicator id handed out in the tenant (0 before its first).
-    async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error>;
-    async fn set_last_id(&mut self, tenant: &str, last: i64) -> Result<(), sqlx::Error>;
+    /// The tenant's counters (0 before their first use).
+    async fn counters(&mut self, tenant: &str) -> Result<Counters, sqlx::Error>;
+    async fn set_counters(&mut self, tenant: &str, counters: Counters) -> Result<(), sqlx::Error>;
+    /// Appends the entries (numbered already) to the tenant's change log.
+    async fn append_changes(
+        &mut self,
+        tenant: &str,
+        entries: &[ChangeEntry],
+    ) -> Result<(), sqlx::Error>;
     async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error>;
     /// Inserts the indicators, rewriting those whose id exists already.
     async fn upsert_many(&mut self, tenant: &str, rows: &[Indicator]) -> Result<(), sqlx::Error>;
+}
+
+/// A tenant's counters, kept in its `tenants` row and moved only inside write transactions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// The last indicator id handed out.
+    pub last_id: i64,
+    /// The last change-log sequence number handed out.
+    pub last_seq: i64,
 }
 
 /// What one command returned, before its caller is answered.
@@ -45,12 +60,26 @@ pub(crate) trait WriteConnection: Send + 'static {
 pub(crate) enum Outcome {
     Submit(Result<Vec<ItemResult>, StoreError>),
     Delete(Result<DeleteOutcome, StoreError>),
+    /// How many expired indicators were removed.
+    Expire(Result<usize, StoreError>),
+}
+
+impl Outcome {
+    /// The answer of a command that failed with `error`.
+    pub(crate) fn failed(command: &crate::batch::Command<'_>, error: StoreError) -> Outcome {
+        use crate::batch::Command;
+        match command {
+            Command::Submit { .. } => Outcome::Submit(Err(error)),
+            Command::Delete { .. } => Outcome::Delete(Err(error)),
+            Command::Expire { .. } => Outcome::Expire(Err(error)),
+        }
+    }
 }
 
 /// Implements [`WriteConnection`] for a wrapper struct with a `conn` field, whose sqlx
 /// connection type runs the shared SQL unchanged. What differs between databases is passed in:
 /// `begin`, and a module of the batched statements (`fetch_by_values`, `fetch_by_ids`,
-/// `delete_many`, `upsert_many` on the connection).
+/// `delete_many`, `upsert_many`, `append_changes` on the connection).
 macro_rules! impl_write_connection {
     ($writer:ty, $begin:path, $batched:ident) => {
         #[async_trait::async_trait]
@@ -99,21 +128,38 @@ macro_rules! impl_write_connection {
                 $batched::fetch_by_ids(&mut self.conn, tenant, ids).await
             }
 
-            async fn last_id(&mut self, tenant: &str) -> Result<i64, sqlx::Error> {
-                let last: Option<i64> = sqlx::query_scalar($crate::sql::LAST_ID)
+            async fn counters(
+                &mut self,
+                tenant: &str,
+            ) -> Result<$crate::protocol::Counters, sqlx::Error> {
+                let row: Option<(i64, i64)> = sqlx::query_as($crate::sql::COUNTERS)
                     .bind(tenant)
                     .fetch_optional(&mut self.conn)
                     .await?;
-                Ok(last.unwrap_or(0))
+                let (last_id, last_seq) = row.unwrap_or((0, 0));
+                Ok($crate::protocol::Counters { last_id, last_seq })
             }
 
-            async fn set_last_id(&mut self, tenant: &str, last: i64) -> Result<(), sqlx::Error> {
-                sqlx::query($crate::sql::SET_LAST_ID)
+            async fn set_counters(
+                &mut self,
+                tenant: &str,
+                counters: $crate::protocol::Counters,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query($crate::sql::SET_COUNTERS)
                     .bind(tenant)
-                    .bind(last)
+                    .bind(counters.last_id)
+                    .bind(counters.last_seq)
                     .execute(&mut self.conn)
                     .await
                     .map(|_| ())
+            }
+
+            async fn append_changes(
+                &mut self,
+                tenant: &str,
+                entries: &[iocd_domain::ChangeEntry],
+            ) -> Result<(), sqlx::Error> {
+                $batched::append_changes(&mut self.conn, tenant, entries).await
             }
 
             async fn delete_many(&mut self, tenant: &str, ids: &[i64]) -> Result<(), sqlx::Error> {

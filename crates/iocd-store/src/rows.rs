@@ -2,7 +2,10 @@
 //! store them (times in ticks, lists and raw JSON as text). The SQL lives in [`crate::sql`].
 
 use iocd_domain::time::{from_ticks, to_ticks};
-use iocd_domain::{Action, Indicator, IndicatorType, Severity};
+use iocd_domain::{
+    Action, ChangeActor, ChangeEntry, ChangeKind, ChangeSource, Indicator, IndicatorType,
+    PropertyChange, Severity,
+};
 
 use serde_json::Value;
 
@@ -110,4 +113,51 @@ impl TryFrom<IndicatorRow> for Indicator {
 
 pub fn ticks(t: iocd_domain::time::Timestamp) -> i64 {
     to_ticks(t)
+}
+
+/// A change-log row, in [`crate::sql::CHANGE_COLUMNS`] order.
+#[derive(sqlx::FromRow)]
+pub struct ChangeRow {
+    seq: i64,
+    time: i64,
+    actor_id: String,
+    actor_name: String,
+    source: String,
+    indicator_id: i64,
+    indicator_type: String,
+    indicator_value: String,
+    action: String,
+    created_by: String,
+    kind: String,
+    changes: String,
+}
+
+pub fn changes_text(changes: &[PropertyChange]) -> String {
+    serde_json::to_string(changes).expect("property changes serialise")
+}
+
+impl TryFrom<ChangeRow> for ChangeEntry {
+    type Error = StoreError;
+
+    fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
+        let enum_err = |e: iocd_domain::ValidationError| corrupt("enum column", e.message);
+        Ok(ChangeEntry {
+            sequence: r.seq,
+            time: from_ticks(r.time),
+            actor: ChangeActor {
+                id: r.actor_id,
+                display_name: r.actor_name,
+                source: ChangeSource::parse(&r.source)
+                    .ok_or_else(|| corrupt("change source", &r.source))?,
+            },
+            indicator_id: r.indicator_id,
+            indicator_type: IndicatorType::parse("indicatorType", &r.indicator_type)
+                .map_err(enum_err)?,
+            indicator_value: r.indicator_value,
+            action: Action::parse("action", &r.action).map_err(enum_err)?,
+            kind: ChangeKind::parse(&r.kind).ok_or_else(|| corrupt("change kind", &r.kind))?,
+            changes: serde_json::from_str(&r.changes).map_err(|e| corrupt("changes column", e))?,
+            created_by: r.created_by,
+        })
+    }
 }

@@ -21,7 +21,7 @@ use crate::listing::{bind_values, list_sql};
 use crate::protocol::impl_write_connection;
 use crate::rows::ticks;
 use crate::writer::Writer;
-use crate::{ListRequest, Scope, StoreError};
+use crate::{ChangeLogging, ListRequest, Scope, StoreError, StoreOptions};
 use iocd_odata::Dialect;
 
 pub struct SqliteStore {
@@ -53,7 +53,7 @@ impl_write_connection!(SqliteWriter, begin_immediate, batched);
 /// The fast path's batched statements on SQLite: each batch's keys or rows go in as one JSON
 /// text, so each is one statement of one shape, whatever the batch size.
 mod batched {
-    use iocd_domain::Indicator;
+    use iocd_domain::{ChangeEntry, Indicator};
     use sqlx::SqliteConnection;
 
     use crate::rows::IndicatorRow;
@@ -97,6 +97,20 @@ mod batched {
         sqlx::query(sql::DELETE_BY_IDS)
             .bind(tenant)
             .bind(json(ids))
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn append_changes(
+        conn: &mut SqliteConnection,
+        tenant: &str,
+        entries: &[ChangeEntry],
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<serde_json::Value> = entries.iter().map(sql::change_json).collect();
+        sqlx::query(&sql::INSERT_CHANGES)
+            .bind(tenant)
+            .bind(json(&rows))
             .execute(conn)
             .await
             .map(|_| ())
@@ -155,6 +169,11 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://iocd.db`) and migrates it.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub async fn open_with(url: &str, store_options: StoreOptions) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -170,7 +189,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             readers,
-            writer: Writer::spawn(SqliteWriter::new(conn)),
+            writer: Writer::spawn(SqliteWriter::new(conn), store_options.change_log),
             _keep_alive: None,
         })
     }
@@ -201,7 +220,7 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             readers,
-            writer: Writer::spawn(SqliteWriter::new(conn)),
+            writer: Writer::spawn(SqliteWriter::new(conn), ChangeLogging::On),
             _keep_alive: Some(std::sync::Mutex::new(keep_alive)),
         })
     }

@@ -8,11 +8,11 @@
 
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Submission};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, run_one_at_a_time, Command, Work};
 use crate::protocol::{Outcome, WriteConnection};
-use crate::{DeleteOutcome, ItemResult, Scope, StoreError, WriteLimits};
+use crate::{ChangeLogging, DeleteOutcome, DeleteVia, ItemResult, Scope, StoreError, WriteLimits};
 
 /// Most commands folded into one transaction; bounds the latency one commit adds.
 const MAX_COMMANDS_PER_COMMIT: usize = 256;
@@ -27,6 +27,7 @@ struct WriteCommand {
 enum ReplyTo {
     Submit(oneshot::Sender<Result<Vec<ItemResult>, StoreError>>),
     Delete(oneshot::Sender<Result<DeleteOutcome, StoreError>>),
+    Expire(oneshot::Sender<Result<usize, StoreError>>),
 }
 
 impl ReplyTo {
@@ -36,6 +37,7 @@ impl ReplyTo {
         match (self, outcome) {
             (ReplyTo::Submit(tx), Outcome::Submit(r)) => drop(tx.send(r)),
             (ReplyTo::Delete(tx), Outcome::Delete(r)) => drop(tx.send(r)),
+            (ReplyTo::Expire(tx), Outcome::Expire(r)) => drop(tx.send(r)),
             (reply, _) => reply.fail(StoreError::WriterGone),
         }
     }
@@ -44,6 +46,7 @@ impl ReplyTo {
         match self {
             ReplyTo::Submit(tx) => drop(tx.send(Err(error))),
             ReplyTo::Delete(tx) => drop(tx.send(Err(error))),
+            ReplyTo::Expire(tx) => drop(tx.send(Err(error))),
         }
     }
 }
@@ -51,13 +54,48 @@ impl ReplyTo {
 /// The handle through which a store sends its writes.
 pub(crate) struct Writer {
     queue: mpsc::Sender<WriteCommand>,
+    commits: watch::Sender<u64>,
 }
 
 impl Writer {
-    pub(crate) fn spawn<C: WriteConnection>(conn: C) -> Writer {
+    pub(crate) fn spawn<C: WriteConnection>(conn: C, log: ChangeLogging) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(conn, rx));
-        Writer { queue: tx }
+        let (commits, _) = watch::channel(0);
+        tokio::spawn(run(conn, rx, log, commits.clone()));
+        Writer { queue: tx, commits }
+    }
+
+    /// A receiver that sees the number of commits so far change after each commit.
+    pub(crate) fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    async fn send<T>(
+        &self,
+        work: Work,
+        reply: ReplyTo,
+        rx: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.queue
+            .send(WriteCommand { work, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) async fn expire(
+        &self,
+        tenant_id: &str,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let work = Work::Expire {
+            scope: Scope::tenant_wide(tenant_id),
+            ids: ids.to_vec(),
+            now,
+        };
+        self.send(work, ReplyTo::Expire(reply), rx).await
     }
 
     pub(crate) async fn submit(
@@ -89,27 +127,29 @@ impl Writer {
     pub(crate) async fn delete(
         &self,
         scope: &Scope,
+        actor: &Actor,
         ids: &[i64],
+        via: DeleteVia,
         now: Timestamp,
     ) -> Result<DeleteOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = WriteCommand {
-            work: Work::Delete {
-                scope: scope.clone(),
-                ids: ids.to_vec(),
-                now,
-            },
-            reply: ReplyTo::Delete(reply),
+        let work = Work::Delete {
+            scope: scope.clone(),
+            actor: actor.clone(),
+            ids: ids.to_vec(),
+            via,
+            now,
         };
-        self.queue
-            .send(cmd)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        rx.await.map_err(|_| StoreError::WriterGone)?
+        self.send(work, ReplyTo::Delete(reply), rx).await
     }
 }
 
-async fn run<C: WriteConnection>(mut conn: C, mut queue: mpsc::Receiver<WriteCommand>) {
+async fn run<C: WriteConnection>(
+    mut conn: C,
+    mut queue: mpsc::Receiver<WriteCommand>,
+    log: ChangeLogging,
+    commits: watch::Sender<u64>,
+) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_COMMANDS_PER_COMMIT {
@@ -118,25 +158,32 @@ async fn run<C: WriteConnection>(mut conn: C, mut queue: mpsc::Receiver<WriteCom
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, batch).await;
+        if run_batch(&mut conn, batch, log).await {
+            commits.send_modify(|n| *n += 1);
+        }
     }
 }
 
-async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
+/// Runs and commits one group; whether it committed.
+async fn run_batch<C: WriteConnection>(
+    conn: &mut C,
+    batch: Vec<WriteCommand>,
+    log: ChangeLogging,
+) -> bool {
     let (work, replies): (Vec<Work>, Vec<ReplyTo>) =
         batch.into_iter().map(|cmd| (cmd.work, cmd.reply)).unzip();
     let commands: Vec<Command> = work.iter().map(Work::command).collect();
     let mut tenants: Vec<String> = commands.iter().map(|c| c.tenant().to_string()).collect();
     tenants.sort_unstable();
     tenants.dedup();
-    let outcomes = match run_batched(conn, &tenants, &commands).await {
+    let outcomes = match run_batched(conn, &tenants, &commands, log).await {
         Some(outcomes) => outcomes,
         None => {
             // Rare (a database error, a row that does not decode): undo the batch and run it
             // again one command at a time, each in a savepoint, so that only the commands that
             // meet the problem fail and their batch-mates still land.
             let _ = conn.execute("ROLLBACK").await;
-            match run_one_at_a_time(conn, &tenants, &commands).await {
+            match run_one_at_a_time(conn, &tenants, &commands, log).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
                     tracing::error!(error = %e, "could not start a write transaction");
@@ -144,7 +191,7 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
                     for reply in replies {
                         reply.fail(StoreError::CommitFailed(why.clone()));
                     }
-                    return;
+                    return false;
                 }
             }
         }
@@ -154,6 +201,7 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 reply.send(outcome);
             }
+            true
         }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
@@ -162,6 +210,7 @@ async fn run_batch<C: WriteConnection>(conn: &mut C, batch: Vec<WriteCommand>) {
             for reply in replies {
                 reply.fail(StoreError::CommitFailed(why.clone()));
             }
+            false
         }
     }
 }
@@ -171,12 +220,13 @@ async fn run_batched<C: WriteConnection>(
     conn: &mut C,
     tenants: &[String],
     commands: &[Command<'_>],
+    log: ChangeLogging,
 ) -> Option<Vec<Outcome>> {
     if let Err(e) = conn.begin(tenants).await {
         tracing::warn!(error = %e, "could not start a write transaction");
         return None;
     }
-    match batch::run(conn, commands).await {
+    match batch::run(conn, commands, log).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
             tracing::warn!(error = %e, "a batched write failed; retrying its commands one by one");

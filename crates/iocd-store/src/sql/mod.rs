@@ -1,4 +1,4 @@
-//! The SQL of the `indicators` and `tenants` tables. The statements here use `$n`
+//! The SQL of the `indicators`, `tenants` and `change_log` tables. The statements here use `$n`
 //! placeholders, which SQLite and PostgreSQL both accept; each database's batched statements
 //! are in [`sqlite`] and [`postgres`].
 //!
@@ -20,10 +20,6 @@ pub const COLUMNS: &str = "id, indicator_value, indicator_type, action, created_
     generate_alert, additional_info, created_by_display_name, external_id, created_by_source, \
     certificate_info, value_key";
 
-/// Sets the last id given out in tenant `$1` to `$2`, creating the tenant's counter if missing.
-pub const SET_LAST_ID: &str = "INSERT INTO tenants (tenant_id, next_indicator_id) VALUES ($1, $2) \
-    ON CONFLICT (tenant_id) DO UPDATE SET next_indicator_id = excluded.next_indicator_id";
-
 /// Active indicators of tenant `$1` at time `$2` (ticks).
 pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
     WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2)";
@@ -38,8 +34,43 @@ pub fn get_visible_sql() -> String {
     format!("SELECT {COLUMNS} FROM indicators WHERE {VISIBLE}")
 }
 
-/// The last id handed out in tenant `$1` (no row: none yet).
-pub const LAST_ID: &str = "SELECT next_indicator_id FROM tenants WHERE tenant_id = $1";
+/// The last id handed out and the last change-log sequence number of tenant `$1` (no row:
+/// none yet).
+pub const COUNTERS: &str =
+    "SELECT next_indicator_id, last_change_seq FROM tenants WHERE tenant_id = $1";
+
+/// Sets tenant `$1`'s last id to `$2` and last change-log sequence number to `$3`, creating its
+/// row if missing.
+pub const SET_COUNTERS: &str =
+    "INSERT INTO tenants (tenant_id, next_indicator_id, last_change_seq) \
+    VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET \
+    next_indicator_id = excluded.next_indicator_id, last_change_seq = excluded.last_change_seq";
+
+/// The columns of a change-log entry after `tenant_id`, in the order of
+/// [`crate::rows::ChangeRow`] and of each database's batched insert.
+pub const CHANGE_COLUMNS: &str = "seq, time, actor_id, actor_name, source, indicator_id, \
+    indicator_type, indicator_value, action, created_by, kind, changes";
+
+/// Condition: the entry belongs to tenant `$1` and, when `$2` is not null, to an indicator
+/// created by `$2`.
+const CHANGE_VISIBLE: &str = "tenant_id = $1 AND (CAST($2 AS TEXT) IS NULL OR created_by = $2)";
+
+/// Entries visible (see [`CHANGE_VISIBLE`]) after sequence number `$3`, oldest first, at most
+/// `$4`.
+pub fn changes_after_sql() -> String {
+    format!(
+        "SELECT {CHANGE_COLUMNS} FROM change_log WHERE {CHANGE_VISIBLE} AND seq > $3 \
+         ORDER BY seq LIMIT $4"
+    )
+}
+
+/// The visible entries of indicator `$3`, oldest first.
+pub fn history_sql() -> String {
+    format!(
+        "SELECT {CHANGE_COLUMNS} FROM change_log WHERE {CHANGE_VISIBLE} AND indicator_id = $3 \
+         ORDER BY seq"
+    )
+}
 
 /// Columns an update never changes: [`Indicator::apply_update`] keeps the key, the creator and
 /// what is honoured only on create. Leaving them out of the upserts' `SET` spares SQLite

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::{set_changeable_columns, COLUMNS};
+use super::{set_changeable_columns, CHANGE_COLUMNS, COLUMNS};
 
 /// Binds a tenant id and then an indicator's columns in [`COLUMNS`] order.
 macro_rules! bind_indicator {
@@ -101,6 +101,16 @@ pub static SELECT_BY_IDS: LazyLock<String> = LazyLock::new(|| {
 
 /// deletes the rows of tenant `$1` whose id is in the array `$2`.
 pub const DELETE_BY_IDS: &str = "DELETE FROM indicators WHERE tenant_id = $1 AND id = ANY($2)";
+
+/// appends to tenant `$1` the change-log entries whose columns are the arrays `$2`…`$13`, in
+/// [`CHANGE_COLUMNS`] order: one statement whatever the number of entries.
+pub static INSERT_CHANGES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO change_log (tenant_id, {CHANGE_COLUMNS}) SELECT $1, * FROM unnest(\
+         $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])"
+    )
+});
 
 /// inserts `n` rows, each bound by [`bind_indicator`], rewriting whole any row
 /// whose (tenant, id) exists already: creates and updates of a batch in one statement.

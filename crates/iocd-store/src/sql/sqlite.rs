@@ -4,10 +4,10 @@
 use std::sync::LazyLock;
 
 use iocd_domain::time::to_ticks;
-use iocd_domain::Indicator;
+use iocd_domain::{ChangeEntry, Indicator};
 use serde_json::Value;
 
-use super::{set_changeable_columns, COLUMNS};
+use super::{set_changeable_columns, CHANGE_COLUMNS, COLUMNS};
 use crate::rows::{list_text, raw_text};
 
 /// The `SELECT` list and the column values of [`indicator_json`], by position.
@@ -49,6 +49,34 @@ pub static UPSERT: LazyLock<String> = LazyLock::new(|| {
         set_changeable_columns()
     )
 });
+
+/// appends to tenant `?1` the change-log entries of the JSON array `?2` (each a
+/// [`change_json`]).
+pub static INSERT_CHANGES: LazyLock<String> = LazyLock::new(|| {
+    let values = (0..CHANGE_COLUMNS.split(',').count())
+        .map(|i| format!("value ->> {i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO change_log (tenant_id, {CHANGE_COLUMNS}) SELECT ?1, {values} FROM json_each(?2)")
+});
+
+/// A change-log entry as a JSON array of its column values in [`CHANGE_COLUMNS`] order.
+pub fn change_json(entry: &ChangeEntry) -> Value {
+    serde_json::json!([
+        entry.sequence,
+        to_ticks(entry.time),
+        entry.actor.id,
+        entry.actor.display_name,
+        entry.actor.source.as_str(),
+        entry.indicator_id,
+        entry.indicator_type.as_str(),
+        entry.indicator_value,
+        entry.action.as_str(),
+        entry.created_by,
+        entry.kind.as_str(),
+        crate::rows::changes_text(&entry.changes),
+    ])
+}
 
 /// An indicator as a JSON array of its column values in [`COLUMNS`] order, as stored (times in
 /// ticks, lists and raw JSON as text, booleans as `true`/`false`, which SQLite reads as 1/0).
