@@ -1,6 +1,7 @@
 //! iocd's HTTP API: thin axum handlers over [`iocd_domain`] and an [`IndicatorStore`].
 
 pub mod bulk;
+pub mod changes;
 pub mod connections;
 pub mod emulator;
 pub mod error;
@@ -192,6 +193,12 @@ pub fn app(state: AppState) -> Router {
         .merge(iocd_routes(&state))
         .nest("/_iocd", emulator::routes(&state))
         .merge(oauth::routes())
+        .route(
+            "/iocd/v1/indicators/{id}/history",
+            get(changes::indicator_history),
+        )
+        .route("/iocd/v1/changes", get(changes::changes))
+        .route("/iocd/v1/changes/stream", get(changes::change_stream))
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
@@ -291,16 +298,18 @@ impl Server {
         // and with or without a trailing slash (`/api/indicators/`), which some connectors send;
         // the rewrites must happen before routing, so they wrap the router (one app for every
         // listener and tunnel).
-        let app: transport::App =
-            NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
-                self.router,
-                paths::canonicalise as fn(Request) -> Request,
-            ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
         });
+        // Long-polls and event streams end when shutdown begins.
+        let router = self
+            .router
+            .layer(axum::Extension(changes::ShuttingDown(stopped.clone())));
+        let app: transport::App = NormalizePath::trim_trailing_slash(
+            tower::ServiceExt::map_request(router, paths::canonicalise as fn(Request) -> Request),
+        );
         transport::Serving::new(
             app,
             self.listener,

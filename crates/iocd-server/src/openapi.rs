@@ -4,7 +4,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use iocd_domain::{Action, Indicator, IndicatorType, Severity};
+use iocd_domain::{
+    Action, ChangeActor, ChangeEntry, ChangeKind, ChangeSource, Indicator, IndicatorType,
+    PropertyChange, Severity,
+};
 
 /// The body of `POST /api/indicators` (and each element of an import). Documented for the
 /// OpenAPI reader; the server parses bodies leniently (see docs/compatibility.md).
@@ -93,6 +96,9 @@ impl Modify for BearerAuth {
         crate::feeds::feed,
         crate::emulator::reset,
         crate::emulator::seed,
+        crate::changes::indicator_history,
+        crate::changes::changes,
+        crate::changes::change_stream,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
@@ -101,13 +107,16 @@ impl Modify for BearerAuth {
         crate::match_api::MatchBody, crate::match_api::MatchResponse,
         crate::match_api::MatchResult, crate::match_api::ItemError,
         crate::emulator::ResetReport, crate::emulator::SeedReport, crate::emulator::RefusedRow,
+        crate::changes::ChangeHistory, crate::changes::ChangePage, ChangeEntry, ChangeActor,
+        ChangeKind, ChangeSource, PropertyChange,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "indicators", description = "Submit, list, import, read and delete indicators"),
         (name = "feeds", description = "iocd's own: indicators as lists for firewalls, DNS resolvers and IDS"),
         (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
-        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed")
+        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed"),
+        (name = "changes", description = "iocd's change log: indicator history and the change feed")
     )
 )]
 pub struct ApiDoc;

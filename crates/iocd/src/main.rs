@@ -3,6 +3,7 @@
 //! and from a running server over HTTP.
 
 mod apps;
+mod changes;
 mod client;
 mod client_auth;
 mod export;
@@ -66,6 +67,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Export every indicator from a running server as CSV, JSON or STIX 2.1.
     Export(export::ExportArgs),
+    /// Print a running server's change log as JSON lines (`--follow` to keep waiting).
+    Changes(changes::ChangesArgs),
     /// Print the local certificate authority's certificate (PEM) for clients to trust; the CA
     /// is created if the database has none yet.
     Ca {
@@ -649,6 +652,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(args) => export::run(args).await,
+        Command::Changes(args) => changes::run(args).await,
         Command::Ca { db } => tls::print_authority(&db.database).await,
         Command::Openapi => {
             println!("{}", iocd_server::openapi::document_json());

@@ -4,6 +4,7 @@
 mod aliases;
 mod auth;
 mod certificates;
+mod changes;
 mod connections;
 mod emulator;
 mod feeds;

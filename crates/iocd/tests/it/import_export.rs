@@ -266,3 +266,85 @@ async fn stix_bundle_imports_supported_patterns_and_skips_the_rest() {
         ]
     );
 }
+
+fn import_csv(server: &Server, dir: &Path, name: &str, values: &[&str]) {
+    let mut csv = String::from("IndicatorType,IndicatorValue,Action,Title,Description\n");
+    for value in values {
+        csv.push_str(&format!("DomainName,{value},Block,t,d\n"));
+    }
+    let file = dir.join(name);
+    std::fs::write(&file, csv).unwrap();
+    let out = import(server, &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `iocd changes` prints the feed as JSON lines and stops at its end; `--since` skips what was
+/// seen; `--follow` keeps printing entries as they commit.
+#[tokio::test]
+async fn changes_prints_the_feed_as_json_lines_and_follows_it() {
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    import_csv(
+        &server,
+        dir.path(),
+        "one.csv",
+        &["a.example", "b.example", "c.example"],
+    );
+
+    let out = iocd(&server, &["changes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let values: Vec<&str> = lines
+        .iter()
+        .map(|e| e["indicatorValue"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["a.example", "b.example", "c.example"]);
+    assert!(lines.iter().all(|e| e["kind"] == "Created"));
+    let out = iocd(&server, &["changes", "--since", "2"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("c.example"), "{text}");
+
+    let mut follow = crate::iocd()
+        .command()
+        .args(["changes", "--follow", "--since", "3"])
+        .env("IOCD_URL", &server.url)
+        .env_remove("IOCD_TOKEN")
+        .env("IOCD_TENANT_ID", &server.app.tenant_id)
+        .env("IOCD_CLIENT_ID", &server.app.client_id)
+        .env("IOCD_CLIENT_SECRET", &server.app.client_secret)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    import_csv(&server, dir.path(), "two.csv", &["d.example"]);
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the follower prints the new entry");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+    let entry: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["indicatorValue"], "d.example");
+    assert_eq!(entry["sequence"], 4);
+}
