@@ -198,6 +198,12 @@ macro_rules! impl_indicator_store {
                     .bind(tenant_id)
                     .execute(&self.readers)
                     .await?;
+                // The log of what is gone goes too; sequence numbers continue where they were,
+                // so a follower never sees a number twice.
+                sqlx::query("DELETE FROM change_log WHERE $1 IS NULL OR tenant_id = $1")
+                    .bind(tenant_id)
+                    .execute(&self.readers)
+                    .await?;
                 Ok(done.rows_affected())
             }
         }

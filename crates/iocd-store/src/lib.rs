@@ -243,7 +243,8 @@ pub trait IndicatorStore: Send + Sync + 'static {
     ) -> Result<Vec<Indicator>, StoreError>;
 
     /// Deletes every indicator of one tenant, or of every tenant (the emulator's reset); returns
-    /// how many rows went. Indicator ids are not reused afterwards.
+    /// how many rows went. Indicator ids are not reused afterwards. Their change log goes too
+    /// (without entries); its sequence numbers are not reused either.
     async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
 }
 
