@@ -19,7 +19,7 @@ pub async fn authenticate_basic(
         return Ok(None);
     };
     let Ok(app) = provider
-        .authenticate_client(&app.tenant_id, client_id, client_secret)
+        .authenticate_client(&app.tenant_id, client_id, client_secret, None)
         .await?
     else {
         return Ok(None);

@@ -68,6 +68,8 @@ pub struct IdentityConfig {
     pub external_issuers: Vec<ExternalIssuer>,
     /// How often the signing keys are re-read from the database (to see a rotation).
     pub key_reload_interval: Duration,
+    /// Failed client authentications tolerated per client id and per address before a lockout.
+    pub failed_auth_limits: crate::lockout::FailedAuthLimits,
 }
 
 impl Default for IdentityConfig {
@@ -79,6 +81,7 @@ impl Default for IdentityConfig {
             leeway_secs: DEFAULT_LEEWAY_SECS,
             external_issuers: Vec::new(),
             key_reload_interval: crate::keys::DEFAULT_KEY_RELOAD_INTERVAL,
+            failed_auth_limits: crate::lockout::FailedAuthLimits::default(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct TokenRequest {
     /// The scheme, host and port the client called (`https://login.microsoftonline.com`): a
     /// client assertion's `aud` may name the token endpoint there.
     pub origin: String,
+    /// The client's IP address, for the per-address limit on failed authentications.
+    pub client_address: Option<String>,
 }
 
 impl TokenRequest {
@@ -39,6 +41,8 @@ pub struct GrantError {
     pub error: &'static str,
     pub code: u32,
     pub description: String,
+    /// A lockout: answer 429 with this `Retry-After`.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl GrantError {
@@ -47,6 +51,7 @@ impl GrantError {
             error,
             code,
             description: description.into(),
+            retry_after_secs: None,
         }
     }
 
@@ -106,6 +111,26 @@ pub(crate) fn unknown_app(client_id: &str, tenant: &str) -> GrantError {
             "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
         ),
     )
+}
+
+/// AADSTS50053: too many failed sign-ins; answered with 429 and `Retry-After`.
+fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> GrantError {
+    let (what, retry_after_secs) = match lockout {
+        crate::lockout::Lockout::Client { retry_after_secs } => {
+            (format!("application '{client_id}'"), retry_after_secs)
+        }
+        crate::lockout::Lockout::Address { retry_after_secs } => {
+            ("this address".to_string(), retry_after_secs)
+        }
+    };
+    GrantError {
+        retry_after_secs: Some(retry_after_secs),
+        ..GrantError::new(
+            "invalid_client",
+            50053,
+            format!("The account is locked: too many failed client authentications for {what}. Retry after {retry_after_secs} seconds."),
+        )
+    }
 }
 
 fn storage_failure(e: iocd_store::StoreError) -> GrantError {
@@ -207,12 +232,18 @@ impl IdentityProvider {
         // Cheap checks first: an unknown resource costs no argon2 verification.
         let audience = self.requested_audience(request, version)?;
         let registration = match self
-            .authenticate_client(tenant, &client_id, &client_secret)
+            .authenticate_client(
+                tenant,
+                &client_id,
+                &client_secret,
+                request.client_address.as_deref(),
+            )
             .await
             .map_err(storage_failure)?
         {
             Ok(registration) => registration,
             Err(ClientAuthError::UnknownApp) => return Err(unknown_app(&client_id, tenant)),
+            Err(ClientAuthError::LockedOut(lockout)) => return Err(locked_out(&client_id, lockout)),
             Err(ClientAuthError::WrongSecret) => {
                 return Err(GrantError::new(
                     "invalid_client",

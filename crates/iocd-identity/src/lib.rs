@@ -12,6 +12,7 @@ mod certificates;
 mod config;
 mod grant;
 mod keys;
+mod lockout;
 mod provider;
 mod registration;
 mod roles;
@@ -30,6 +31,7 @@ pub use keys::{
     describe_signing_keys, rotate_signing_key, rotation_overlap, KeyRing, KeyRotation,
     DEFAULT_KEY_RELOAD_INTERVAL,
 };
+pub use lockout::{FailedAuthLimits, Lockout, Lockouts, FAILURE_METER_SLOT};
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
     add_tenant_alias, admin_app_exists, bootstrap_development_app, ensure_well_known_app,

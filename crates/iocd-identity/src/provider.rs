@@ -12,6 +12,7 @@ use sha2::Digest as _;
 
 use crate::config::IdentityConfig;
 use crate::keys::{usable_keys, KeyRing};
+use crate::lockout::{FailedAuthLimits, Lockout, Lockouts};
 
 /// How long a tenant seen in the database is trusted to exist without asking again.
 const KNOWN_TENANT_TTL: Duration = Duration::from_secs(60);
@@ -41,6 +42,11 @@ pub struct IdentityProvider {
     /// argon2 takes ~19 MiB and tens of milliseconds per verification: at most one per core
     /// runs at once, the rest queue, so a storm of token requests cannot exhaust memory.
     argon2_permits: tokio::sync::Semaphore,
+    /// Failed client authentications per client id and address (`lockout.rs`).
+    lockouts: RwLock<Arc<Lockouts>>,
+    /// What an unknown client id's secret is verified against, so that an unknown id costs the
+    /// same argon2 verification as a wrong secret and client ids cannot be told apart by timing.
+    dummy_hash: String,
 }
 
 struct VerifiedSecret {
@@ -57,6 +63,8 @@ struct VerifiedSecret {
 pub enum ClientAuthError {
     UnknownApp,
     WrongSecret,
+    /// Too many failed authentications for this client id or from this address.
+    LockedOut(Lockout),
 }
 
 impl IdentityProvider {
@@ -83,6 +91,10 @@ impl IdentityProvider {
             accepted_audiences.push(issuer_base.clone());
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let dummy_hash = tokio::task::spawn_blocking(|| {
+            iocd_auth::hash_secret(&iocd_auth::generate_client_secret())
+        })
+        .await?;
         Ok(IdentityProvider {
             store,
             keys: RwLock::new(Arc::new(KeyRing::new(0, usable))),
@@ -97,7 +109,29 @@ impl IdentityProvider {
             known_aliases: Mutex::new(HashMap::new()),
             verified_secrets: Mutex::new(HashMap::new()),
             argon2_permits: tokio::sync::Semaphore::new(cores),
+            lockouts: RwLock::new(Arc::new(Lockouts::in_memory(&config.failed_auth_limits))),
+            dummy_hash,
         })
+    }
+
+    /// Replaces the failure meters (by Redis-backed ones shared by replicas, say).
+    pub fn set_lockouts(&self, lockouts: Lockouts) {
+        *self
+            .lockouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(lockouts);
+    }
+
+    /// In-memory failure meters for `limits`, replacing the current ones.
+    pub fn set_failed_auth_limits(&self, limits: &FailedAuthLimits) {
+        self.set_lockouts(Lockouts::in_memory(limits));
+    }
+
+    fn lockouts(&self) -> Arc<Lockouts> {
+        self.lockouts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn store(&self) -> &Arc<dyn IdentityStore> {
@@ -271,34 +305,52 @@ impl IdentityProvider {
         Ok(Some(tenant_id))
     }
 
-    /// Checks a client id and secret against the app registry (client-credentials grant).
+    /// Checks a client id and secret against the app registry (client-credentials grant), from
+    /// `address` (the client's IP address, for the per-address failure limit). An unknown client
+    /// id costs the same verification as a wrong secret; a client id or address with too many
+    /// failures is refused without one, unless the secret is one verified recently.
     pub async fn authenticate_client(
         &self,
         tenant_id: &str,
         client_id: &str,
         client_secret: &str,
+        address: Option<&str>,
     ) -> Result<Result<AppRegistration, ClientAuthError>, iocd_store::StoreError> {
         // The registry is read every time, so a deleted app gets no new token even while its
         // secret is still remembered below.
-        let Some(app) = self.store.find_app(tenant_id, client_id).await? else {
-            return Ok(Err(ClientAuthError::UnknownApp));
-        };
+        let app = self.store.find_app(tenant_id, client_id).await?;
         let digest: [u8; 32] = sha2::Sha256::digest(client_secret.as_bytes()).into();
-        if self.recently_verified(&app, &digest) {
-            return Ok(Ok(app));
+        if let Some(app) = &app {
+            if self.recently_verified(app, &digest) {
+                return Ok(Ok(app.clone()));
+            }
+        }
+        let lockouts = self.lockouts();
+        if let Some(lockout) = lockouts.check(tenant_id, client_id, address) {
+            return Ok(Err(ClientAuthError::LockedOut(lockout)));
         }
         let verified = {
             // The semaphore is never closed, so acquiring cannot fail.
             let _permit = self.argon2_permits.acquire().await;
             let secret = client_secret.to_string();
-            let hash = app.secret_hash.clone();
+            let hash = app
+                .as_ref()
+                .map_or_else(|| self.dummy_hash.clone(), |app| app.secret_hash.clone());
             tokio::task::spawn_blocking(move || iocd_auth::verify_secret(&secret, &hash))
                 .await
                 .unwrap_or(false)
         };
-        if !verified {
-            return Ok(Err(ClientAuthError::WrongSecret));
-        }
+        let app = match app {
+            Some(app) if verified => app,
+            unknown_or_wrong => {
+                lockouts.record_failure(tenant_id, client_id, address).await;
+                return Ok(Err(if unknown_or_wrong.is_none() {
+                    ClientAuthError::UnknownApp
+                } else {
+                    ClientAuthError::WrongSecret
+                }));
+            }
+        };
         self.verified_secrets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

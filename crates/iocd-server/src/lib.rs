@@ -124,6 +124,11 @@ impl AppState {
         );
         let authenticator = Arc::new(TokenAuthenticator::new(identity.clone(), &config.identity));
         let rate_limiter = ratelimit::build_limiter(&config.rate_limits).await?;
+        if let Some(lockouts) =
+            ratelimit::shared_lockouts(&config.rate_limits, &config.identity).await?
+        {
+            identity.set_lockouts(lockouts);
+        }
         let matcher = MatchEngine::start(stores.indicators.clone());
         let store: Arc<dyn IndicatorStore> =
             Arc::new(IndexedStore::new(stores.indicators, matcher.clone()));

@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -21,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::error::{PassThroughError, REQUEST_ID};
 use crate::extract::RequestOrigin;
+use crate::transport::PeerAddr;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -53,7 +55,9 @@ impl From<GrantError> for OAuthError {
 
 impl OAuthError {
     fn status(&self) -> StatusCode {
-        if self.0.is_client_authentication_failure() {
+        if self.0.retry_after_secs.is_some() {
+            StatusCode::TOO_MANY_REQUESTS
+        } else if self.0.is_client_authentication_failure() {
             StatusCode::UNAUTHORIZED
         } else if self.0.is_server_failure() {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -80,6 +84,7 @@ impl OAuthError {
             error,
             code,
             description,
+            retry_after_secs,
         } = self.0;
         let body = json!({
             "error": error,
@@ -90,6 +95,11 @@ impl OAuthError {
             "correlation_id": correlation_id,
         });
         let mut response = (status, no_store(), Json(body)).into_response();
+        if let Some(secs) = retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 for client authentication carries a challenge.
             response.headers_mut().insert(
@@ -116,6 +126,7 @@ fn parse_form(
     headers: &HeaderMap,
     body: &Bytes,
     origin: &RequestOrigin,
+    peer: Option<PeerAddr>,
 ) -> Result<TokenRequest, GrantError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -143,6 +154,7 @@ fn parse_form(
         basic_credentials: basic_credentials(headers),
         host: origin.host.clone(),
         origin: origin.url.clone(),
+        client_address: peer.map(|PeerAddr(addr)| addr.ip().to_string()),
     })
 }
 
@@ -169,35 +181,56 @@ async fn token_v2(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     origin: RequestOrigin,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue_token(&app, &tenant, &origin, &headers, &body, TokenVersion::V2)
-        .await
-        .unwrap_or_else(|e| e.into_response(&headers))
+    let peer = peer.map(|Extension(peer)| peer);
+    issue_token(
+        &app,
+        &tenant,
+        &origin,
+        peer,
+        &headers,
+        &body,
+        TokenVersion::V2,
+    )
+    .await
+    .unwrap_or_else(|e| e.into_response(&headers))
 }
 
 async fn token_v1(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     origin: RequestOrigin,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    issue_token(&app, &tenant, &origin, &headers, &body, TokenVersion::V1)
-        .await
-        .unwrap_or_else(|e| e.into_response(&headers))
+    let peer = peer.map(|Extension(peer)| peer);
+    issue_token(
+        &app,
+        &tenant,
+        &origin,
+        peer,
+        &headers,
+        &body,
+        TokenVersion::V1,
+    )
+    .await
+    .unwrap_or_else(|e| e.into_response(&headers))
 }
 
 async fn issue_token(
     app: &AppState,
     tenant: &str,
     origin: &RequestOrigin,
+    peer: Option<PeerAddr>,
     headers: &HeaderMap,
     body: &Bytes,
     version: TokenVersion,
 ) -> Result<Response, OAuthError> {
-    let request = parse_form(headers, body, origin)?;
+    let request = parse_form(headers, body, origin, peer)?;
     let granted = app.identity.grant(tenant, version, &request).await?;
     let body = match version {
         TokenVersion::V2 => json!({

@@ -100,6 +100,44 @@ pub async fn build_limiter(
     }
 }
 
+/// With a Redis URL, the token endpoint's failure meters (`iocd_identity::Lockouts`) in Redis
+/// under `{prefix}:token-failures:{client|address}`, shared by every replica; `None` leaves them
+/// in memory.
+pub async fn shared_lockouts(
+    config: &RateLimitConfig,
+    identity: &iocd_identity::IdentityConfig,
+) -> Result<Option<iocd_identity::Lockouts>, InvalidRedisUrl> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let limits = identity.failed_auth_limits;
+    let mut meters = Vec::new();
+    for (window, name) in [
+        (limits.per_client, "client"),
+        (limits.per_address, "address"),
+    ] {
+        let meter: Option<Arc<dyn RateLimiter>> = match window {
+            None => None,
+            Some(window) => Some(Arc::new(
+                BackgroundRedisLimiter::connect(
+                    url,
+                    &format!("{}:token-failures:{name}", config.redis_key_prefix),
+                    iocd_identity::FailedAuthLimits::policy(window),
+                    config.redis_timeout,
+                )
+                .await?,
+            )),
+        };
+        meters.push(meter);
+    }
+    let per_address = meters.pop().flatten();
+    let per_client = meters.pop().flatten();
+    Ok(Some(iocd_identity::Lockouts::with_meters(
+        per_client,
+        per_address,
+    )))
+}
+
 /// The family of an API route: `route` is the route's pattern as axum matched it, with or without
 /// the `/api` or `/api/v1.0` prefix (`/api/indicators/{id}`). `None` for routes that are not limited.
 pub fn family_of(method: &Method, route: &str) -> Option<Family> {

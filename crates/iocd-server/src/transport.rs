@@ -35,6 +35,11 @@ pub(crate) type App = tower_http::normalize_path::NormalizePath<
     tower::util::MapRequest<Router, fn(Request) -> Request>,
 >;
 
+/// A request extension: the address of the client's TCP connection (for a tunnel, of the
+/// connection that opened it).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// A request extension: the request arrived over TLS (the HTTPS listener or a CONNECT tunnel),
 /// so the URLs iocd makes up for it use `https`.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +53,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 struct Tunnel {
     upgrade: hyper::upgrade::OnUpgrade,
     host: String,
+    peer: Option<std::net::SocketAddr>,
 }
 
 /// Answers `CONNECT host:443` on the plain listener: a tunnel into iocd itself for the
@@ -92,12 +98,17 @@ impl Interception {
                 .into_response();
         };
         let host = authority.host().to_ascii_lowercase();
+        let peer = req
+            .extensions()
+            .get::<PeerAddr>()
+            .map(|PeerAddr(addr)| *addr);
         let upgrade = hyper::upgrade::on(&mut req);
         if self
             .tunnels
             .send(Tunnel {
                 upgrade,
                 host: host.clone(),
+                peer,
             })
             .is_err()
         {
@@ -211,13 +222,13 @@ impl Serving {
                     let (Some(acceptor), Some(slot)) = (&interception, connections.admit()) else {
                         continue;
                     };
-                    let Tunnel { upgrade, host } = tunnel;
+                    let Tunnel { upgrade, host, peer } = tunnel;
                     let (app, acceptor, watcher) = (app.clone(), acceptor.clone(), graceful.watcher());
                     let limits = *connections.limits();
                     tokio::spawn(async move {
                         let result = match upgrade.await {
                             Ok(upgraded) => {
-                                serve_tls(TokioIo::new(upgraded), acceptor, app, watcher, slot, limits).await
+                                serve_tls(TokioIo::new(upgraded), acceptor, app, watcher, slot, limits, peer).await
                             }
                             Err(e) => Err(e.into()),
                         };
@@ -232,6 +243,7 @@ impl Serving {
             let Some(slot) = connections.admit() else {
                 continue;
             };
+            let peer = peer.or_else(|| stream.peer_addr().ok());
             let _ = stream.set_nodelay(true);
             let watcher = graceful.watcher();
             let limits = *connections.limits();
@@ -241,7 +253,9 @@ impl Serving {
                 };
                 let (app, acceptor) = (app.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve_tls(stream, acceptor, app, watcher, slot, limits).await {
+                    if let Err(e) =
+                        serve_tls(stream, acceptor, app, watcher, slot, limits, peer).await
+                    {
                         tracing::debug!(error = %e, "TLS connection ended with an error");
                     }
                 });
@@ -258,7 +272,7 @@ impl Serving {
                 });
                 tokio::spawn(async move {
                     let io = Tracked::new(stream, slot.activity.clone());
-                    if let Err(e) = serve_http(io, service, watcher, slot, limits).await {
+                    if let Err(e) = serve_http(io, service, watcher, slot, limits, peer).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -303,6 +317,7 @@ async fn serve_tls<IO>(
     watcher: hyper_util::server::graceful::Watcher,
     slot: Slot,
     limits: ConnectionLimits,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -318,7 +333,7 @@ where
         app.clone().oneshot(req)
     });
     let io = Tracked::new(stream, slot.activity.clone());
-    serve_http(io, service, watcher, slot, limits).await
+    serve_http(io, service, watcher, slot, limits, peer).await
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on `io` with `service` until the client is done, a clock of the
@@ -329,6 +344,7 @@ async fn serve_http<IO, S>(
     watcher: hyper_util::server::graceful::Watcher,
     slot: Slot,
     limits: ConnectionLimits,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(), BoxError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -339,7 +355,10 @@ where
     let body_timeout = limits.body_read_timeout;
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let in_flight = activity.begin_request();
-        let req = req.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+        let mut req = req.map(|body| Body::new(TimeoutBody::new(body_timeout, body)));
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(PeerAddr(peer));
+        }
         let call = service.clone().oneshot(req);
         async move {
             let response = call.await;

@@ -18,3 +18,4 @@ mod quota;
 mod ratelimit;
 mod routes;
 mod submit;
+mod token_flood;
