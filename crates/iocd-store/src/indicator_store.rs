@@ -92,6 +92,58 @@ macro_rules! impl_indicator_store {
                     .collect()
             }
 
+            async fn tenants(&self) -> Result<Vec<String>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::sql::TENANT_IDS)
+                    .fetch_all(&self.readers)
+                    .await?)
+            }
+
+            async fn expired_ids(
+                &self,
+                tenant_id: &str,
+                now: iocd_domain::time::Timestamp,
+                limit: u32,
+            ) -> Result<Vec<i64>, $crate::StoreError> {
+                Ok(sqlx::query_scalar($crate::sql::EXPIRED_IDS)
+                    .bind(tenant_id)
+                    .bind($crate::rows::ticks(now))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.readers)
+                    .await?)
+            }
+
+            async fn trim_change_log(
+                &self,
+                tenant_id: &str,
+                retention: &$crate::Retention,
+                now: iocd_domain::time::Timestamp,
+                limit: u32,
+            ) -> Result<u64, $crate::StoreError> {
+                let last: Option<i64> = sqlx::query_scalar($crate::sql::LAST_CHANGE_SEQ)
+                    .bind(tenant_id)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                let keep_from = match (retention.max_entries, last) {
+                    (Some(n), Some(last)) => {
+                        last.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX))
+                    }
+                    _ => i64::MIN,
+                };
+                let cutoff = retention
+                    .max_age
+                    .and_then(|age| chrono::Duration::from_std(age).ok())
+                    .and_then(|age| now.checked_sub_signed(age))
+                    .map_or(i64::MIN, $crate::rows::ticks);
+                let done = sqlx::query($crate::sql::TRIM_CHANGES)
+                    .bind(tenant_id)
+                    .bind(keep_from)
+                    .bind(cutoff)
+                    .bind(i64::from(limit))
+                    .execute(&self.readers)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
                 self.writer.commits()
             }

@@ -15,6 +15,7 @@ mod protocol;
 mod rows;
 mod sql;
 pub mod sqlite;
+pub mod sweeper;
 mod writer;
 
 use std::sync::Arc;
@@ -128,6 +129,24 @@ pub struct StoreOptions {
     pub change_log: ChangeLogging,
 }
 
+/// How long the change log keeps entries: an entry goes when it is older than `max_age` or
+/// when more than `max_entries` newer ones of its tenant exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: Option<std::time::Duration>,
+    pub max_entries: Option<u64>,
+}
+
+impl Default for Retention {
+    /// 90 days, however many entries.
+    fn default() -> Self {
+        Retention {
+            max_age: Some(std::time::Duration::from_secs(90 * 86_400)),
+            max_entries: None,
+        }
+    }
+}
+
 /// Most change-log entries one read returns.
 pub const MAX_CHANGES_PER_READ: u32 = 1000;
 
@@ -200,6 +219,27 @@ pub trait IndicatorStore: Send + Sync + 'static {
     /// Every change-log entry of indicator `id` visible in `scope`, oldest first (also after
     /// the indicator was deleted or expired).
     async fn history(&self, scope: &Scope, id: i64) -> Result<Vec<ChangeEntry>, StoreError>;
+
+    /// Every tenant that ever wrote (each has a counters row), in order.
+    async fn tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Ids of the tenant's indicators expired at `now`, soonest expired first, at most `limit`.
+    async fn expired_ids(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Deletes at most `limit` of the tenant's oldest change-log entries that `retention` no
+    /// longer keeps; how many it deleted. One bounded statement.
+    async fn trim_change_log(
+        &self,
+        tenant_id: &str,
+        retention: &Retention,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     /// Ticks once after each commit of this process's writer: a receiver wakes when the change
     /// log may have grown (writes of other replicas on one PostgreSQL do not tick it).

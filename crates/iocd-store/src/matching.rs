@@ -26,8 +26,8 @@ use iocd_domain::time::{to_ticks, Timestamp};
 use iocd_domain::{Action, Actor, ChangeEntry, Indicator, IndicatorType, Severity, Submission};
 
 use crate::{
-    DeleteOutcome, DeleteVia, IndicatorStore, ItemResult, ListPage, ListRequest, Scope, StoreError,
-    WriteLimits,
+    DeleteOutcome, DeleteVia, IndicatorStore, ItemResult, ListPage, ListRequest, Retention, Scope,
+    StoreError, WriteLimits,
 };
 
 /// How often the poller looks for other replicas' writes.
@@ -466,6 +466,31 @@ impl IndicatorStore for IndexedStore {
 
     async fn history(&self, scope: &Scope, id: i64) -> Result<Vec<ChangeEntry>, StoreError> {
         self.inner.history(scope, id).await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.tenants().await
+    }
+
+    async fn expired_ids(
+        &self,
+        tenant_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.inner.expired_ids(tenant_id, now, limit).await
+    }
+
+    async fn trim_change_log(
+        &self,
+        tenant_id: &str,
+        retention: &Retention,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .trim_change_log(tenant_id, retention, now, limit)
+            .await
     }
 
     fn commits(&self) -> tokio::sync::watch::Receiver<u64> {

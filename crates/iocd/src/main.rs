@@ -6,6 +6,7 @@ mod apps;
 mod changes;
 mod client;
 mod client_auth;
+mod durations;
 mod export;
 mod import;
 mod tls;
@@ -321,6 +322,17 @@ struct ServeArgs {
         value_delimiter = ';'
     )]
     seed: Vec<String>,
+    /// Time between two runs of the expiry sweeper, which deletes indicators whose
+    /// expirationTime has passed (each logged as Expired) and trims the change log: 500ms, 30s,
+    /// 1m, 2h…
+    #[arg(long, env = "IOCD_SWEEP_INTERVAL", default_value = "1m", value_parser = durations::parse_interval)]
+    sweep_interval: Duration,
+    /// How long the change log keeps an entry (e.g. 90d, 12h), or off.
+    #[arg(long, env = "IOCD_CHANGE_LOG_MAX_AGE", default_value = "90d", value_parser = durations::parse_optional_duration)]
+    change_log_max_age: durations::MaybeDuration,
+    /// Most change-log entries kept per tenant (the newest); unlimited by default.
+    #[arg(long, env = "IOCD_CHANGE_LOG_MAX_ENTRIES")]
+    change_log_max_entries: Option<u64>,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -508,6 +520,17 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("setting up token signing")?;
     let base = state.identity.issuer_base().to_string();
+    let sweeper = iocd_store::sweeper::spawn(
+        state.store.clone(),
+        iocd_store::sweeper::SweepConfig {
+            interval: args.sweep_interval,
+            retention: iocd_store::Retention {
+                max_age: args.change_log_max_age.0,
+                max_entries: args.change_log_max_entries,
+            },
+            ..iocd_store::sweeper::SweepConfig::default()
+        },
+    );
     seed_at_start(
         &state,
         &args.seed,
@@ -525,6 +548,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(tenant = %app.tenant_id, client_id = %app.client_id, "emulator mode: controls at /_iocd/, the well-known development app is provisioned (its secret is --dev-client-secret's)");
     }
     server.run(iocd_server::shutdown_signal()).await?;
+    sweeper.abort();
     Ok(())
 }
 

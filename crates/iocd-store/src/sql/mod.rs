@@ -100,3 +100,20 @@ pub(crate) fn set_changeable_columns() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Every tenant with a counters row.
+pub const TENANT_IDS: &str = "SELECT tenant_id FROM tenants ORDER BY tenant_id";
+
+/// Ids of tenant `$1`'s indicators expired at `$2` (ticks), soonest expired first, at most `$3`
+/// (served by the `(tenant_id, expiration_time)` index).
+pub const EXPIRED_IDS: &str = "SELECT id FROM indicators WHERE tenant_id = $1 \
+    AND expiration_time <= $2 ORDER BY expiration_time LIMIT $3";
+
+/// The last change-log sequence number of tenant `$1`.
+pub const LAST_CHANGE_SEQ: &str = "SELECT last_change_seq FROM tenants WHERE tenant_id = $1";
+
+/// Deletes, among the `$4` oldest entries of tenant `$1`, those numbered `$2` or below or older
+/// than `$3` (ticks): it reads at most `$4` entries, whatever the log's length.
+pub const TRIM_CHANGES: &str = "DELETE FROM change_log WHERE tenant_id = $1 \
+    AND seq IN (SELECT seq FROM change_log WHERE tenant_id = $1 ORDER BY seq LIMIT $4) \
+    AND (seq <= $2 OR time < $3)";

@@ -348,3 +348,81 @@ async fn changes_prints_the_feed_as_json_lines_and_follows_it() {
     assert_eq!(entry["indicatorValue"], "d.example");
     assert_eq!(entry["sequence"], 4);
 }
+
+/// `iocd serve --sweep-interval 200ms` deletes an indicator soon after its expirationTime and
+/// logs the deletion as Expired; a live one stays.
+#[tokio::test]
+async fn the_sweeper_deletes_expired_indicators_on_time_and_logs_them() {
+    let database = ScratchDatabase::sqlite();
+    let process = crate::iocd()
+        .serve()
+        .database(&database.url)
+        .unthrottled()
+        .env("IOCD_SWEEP_INTERVAL", "200ms")
+        .start()
+        .await;
+    let token = crate::iocd()
+        .token_for_new_app(&database.url, &process.base_url())
+        .await;
+    let client = reqwest::Client::new();
+    use iocd_domain::time::{from_ticks, to_ticks};
+    // Ticks are 100 ns: 20,000,000 make two seconds.
+    let expires = from_ticks(to_ticks(iocd_domain::time::now()) + 20_000_000);
+    for (value, expiry) in [("short.example", Some(expires)), ("long.example", None)] {
+        let mut body = serde_json::json!({
+            "indicatorValue": value, "indicatorType": "DomainName", "action": "Block",
+            "title": "t", "description": "d"
+        });
+        if let Some(at) = expiry {
+            body["expirationTime"] = serde_json::json!(at.to_rfc3339());
+        }
+        let res = client
+            .post(process.url("/api/indicators"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(database.scalar("SELECT COUNT(*) FROM indicators").await, 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while database.scalar("SELECT COUNT(*) FROM indicators").await != 1 {
+        assert!(std::time::Instant::now() < deadline, "not swept");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let swept_at = iocd_domain::time::now();
+    assert!(swept_at >= expires, "swept before it expired");
+    assert!(
+        swept_at < from_ticks(to_ticks(expires) + 20_000_000),
+        "swept late: {swept_at} for {expires}"
+    );
+    let page: Value = client
+        .get(process.url("/iocd/v1/changes"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["indicatorValue"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Created", "short.example"),
+            ("Created", "long.example"),
+            ("Expired", "short.example")
+        ]
+    );
+}
