@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use iocd_domain::{parse_submission, time, Actor};
 use iocd_formats::{Format, ImportOptions};
@@ -40,6 +40,13 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/reset", post(reset))
         .route("/seed", post(seed))
+        .route(
+            "/faults",
+            post(crate::faults::add_fault)
+                .get(crate::faults::list_faults)
+                .delete(crate::faults::clear_faults),
+        )
+        .route("/faults/{id}", delete(crate::faults::remove_fault))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
 }
 

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod emulator;
 pub mod error;
 pub mod extract;
+pub mod faults;
 pub mod feeds;
 pub mod handlers;
 pub mod identity;
@@ -71,6 +72,8 @@ pub struct ServerConfig {
     /// The emulator's well-known app, created again by `POST /_iocd/reset?all=true` and the
     /// default tenant of `POST /_iocd/seed`.
     pub well_known_app: Option<NewAppCredentials>,
+    /// Fault rules in force from the start (`--fault`); `/_iocd/faults` changes them.
+    pub faults: Vec<faults::FaultRule>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             connections: ConnectionLimits::default(),
             emulator: false,
             well_known_app: None,
+            faults: Vec::new(),
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct AppState {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// The tenants' match indexes, following `store`'s writes (and other replicas').
     pub matcher: Arc<MatchEngine>,
+    /// The emulator's fault rules (`faults::inject`).
+    pub faults: Arc<faults::Faults>,
 }
 
 impl AppState {
@@ -132,7 +138,9 @@ impl AppState {
         let matcher = MatchEngine::start(stores.indicators.clone());
         let store: Arc<dyn IndicatorStore> =
             Arc::new(IndexedStore::new(stores.indicators, matcher.clone()));
+        let faults = Arc::new(faults::Faults::new(config.faults.clone()));
         Ok(AppState {
+            faults,
             store,
             matcher,
             authenticator,
@@ -208,6 +216,8 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
         .fallback(handlers::no_route)
+        // Inside the error envelope, so injected errors get Defender's body and a request id.
+        .layer(middleware::from_fn_with_state(state.clone(), faults::inject))
         .with_state(state)
         .layer(
             // Outermost first: the request id exists before anything logs or fails.

@@ -99,6 +99,10 @@ impl Modify for BearerAuth {
         crate::changes::indicator_history,
         crate::changes::changes,
         crate::changes::change_stream,
+        crate::faults::add_fault,
+        crate::faults::list_faults,
+        crate::faults::clear_faults,
+        crate::faults::remove_fault,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
@@ -109,13 +113,14 @@ impl Modify for BearerAuth {
         crate::emulator::ResetReport, crate::emulator::SeedReport, crate::emulator::RefusedRow,
         crate::changes::ChangeHistory, crate::changes::ChangePage, ChangeEntry, ChangeActor,
         ChangeKind, ChangeSource, PropertyChange,
+        crate::faults::FaultRule,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "indicators", description = "Submit, list, import, read and delete indicators"),
         (name = "feeds", description = "iocd's own: indicators as lists for firewalls, DNS resolvers and IDS"),
         (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
-        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed"),
+        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed, faults"),
         (name = "changes", description = "iocd's change log: indicator history and the change feed")
     )
 )]

@@ -60,7 +60,7 @@ impl ApiClient {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request (to a path or an absolute URL), retrying after 429 as the server asks.
+    /// Sends a request (to a path or an absolute URL), retrying after 429 and 503 as the server asks.
     async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let mut throttled = 0;
         loop {
@@ -76,7 +76,11 @@ impl ApiClient {
                 .await
                 .with_context(|| format!("{method} {url}"))?;
             let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS && throttled < MAX_THROTTLED_RETRIES {
+            // 429 (throttled) and 503 (unavailable for now) are retried as the server asks; the
+            // upserts make a retried batch land once.
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE;
+            if retryable && throttled < MAX_THROTTLED_RETRIES {
                 throttled += 1;
                 let wait = response
                     .headers()

@@ -333,6 +333,10 @@ struct ServeArgs {
     /// Most change-log entries kept per tenant (the newest); unlimited by default.
     #[arg(long, env = "IOCD_CHANGE_LOG_MAX_ENTRIES")]
     change_log_max_entries: Option<u64>,
+    /// A fault rule in force from the start (needs --emulator), as JSON:
+    /// {"family":"import","status":429,"retryAfter":1,"probability":0.2}. Repeatable.
+    #[arg(long = "fault", env = "IOCD_FAULT", value_name = "JSON", value_parser = parse_fault)]
+    fault: Vec<iocd_server::faults::FaultRule>,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -388,6 +392,10 @@ fn connection_cap(asked: usize) -> usize {
     };
     tracing::info!(descriptors, max_connections = cap, "connection limits");
     cap
+}
+
+fn parse_fault(text: &str) -> Result<iocd_server::faults::FaultRule, String> {
+    iocd_server::faults::FaultRule::parse(text)
 }
 
 /// One `--seed` setting: the tenant (if named) and the file.
@@ -448,6 +456,9 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.in_memory {
         args.database = iocd_store::sqlite::IN_MEMORY_URL.to_string();
     }
+    if !args.fault.is_empty() && !args.emulator {
+        anyhow::bail!("--fault needs --emulator");
+    }
     let well_known_app = args.emulator.then(|| NewAppCredentials {
         tenant_id: args.dev_tenant.clone(),
         client_id: args.dev_client_id.clone(),
@@ -493,6 +504,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         connections,
         emulator: args.emulator,
         well_known_app: well_known_app.clone(),
+        faults: std::mem::take(&mut args.fault),
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
     let listener = tokio::net::TcpListener::bind(args.listen)

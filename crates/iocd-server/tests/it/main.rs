@@ -7,6 +7,7 @@ mod certificates;
 mod changes;
 mod connections;
 mod emulator;
+mod faults;
 mod feeds;
 mod hostile;
 mod ids;

@@ -207,3 +207,75 @@ async fn dev_credentials_can_be_overridden_and_the_controls_are_off_by_default()
     // The emulator's app from the earlier run is still a working app (it is a database row).
     client_credentials_token(&client, &process.base_url(), &mine).await;
 }
+
+/// `iocd import` survives 429s and 503s on a fifth of its calls (plus one certain 503), and
+/// every row lands exactly once.
+#[tokio::test]
+async fn import_survives_injected_429_and_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many.csv");
+    let mut csv = String::from("IndicatorType,IndicatorValue,Action,Title,Description\n");
+    for n in 0..2_000 {
+        csv.push_str(&format!("DomainName,host{n}.import.example,Block,t,d\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let process = crate::iocd()
+        .serve()
+        .unthrottled()
+        .args(&["--in-memory", "--emulator"])
+        .args(&["--fault", r#"{"family":"import","status":503,"count":1}"#])
+        .args(&[
+            "--fault",
+            r#"{"family":"import","status":429,"probability":0.1}"#,
+        ])
+        .args(&[
+            "--fault",
+            r#"{"family":"import","status":503,"probability":0.11}"#,
+        ])
+        .start()
+        .await;
+    let app = well_known();
+    let output = crate::iocd()
+        .command()
+        .args(["import", file.to_str().unwrap()])
+        .env("IOCD_URL", process.base_url())
+        .env_remove("IOCD_TOKEN")
+        .env("IOCD_TENANT_ID", &app.tenant_id)
+        .env("IOCD_CLIENT_ID", &app.client_id)
+        .env("IOCD_CLIENT_SECRET", &app.client_secret)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        process.output()
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("imported 2000, failed 0"));
+    let injected = process.output().matches("injecting a fault").count();
+    assert!(
+        injected >= 1,
+        "no fault was injected:\n{}",
+        process.output()
+    );
+    let client = reqwest::Client::new();
+    let token = client_credentials_token(&client, &process.base_url(), &app).await;
+    let mut values = std::collections::HashSet::new();
+    let mut url = format!("{}/api/indicators?$top=10000", process.base_url());
+    loop {
+        let (status, body) =
+            status_json(client.get(&url).bearer_auth(&token).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        for item in body["value"].as_array().unwrap() {
+            assert!(
+                values.insert(item["indicatorValue"].as_str().unwrap().to_string()),
+                "a row landed twice"
+            );
+        }
+        match body["@odata.nextLink"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(values.len(), 2_000);
+}
