@@ -1,6 +1,7 @@
 //! Turning a bearer token (iocd's own, or one of a trusted external issuer such as a real Entra
 //! ID tenant) into a [`Caller`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub enum AuthenticationError {
     /// iocd signed the token, but its tenant has no apps (any more).
     #[error("tenant '{0}' is not known to this server")]
     UnknownTenant(String),
+    /// iocd signed the token, but its app is registered in another tenant than its `tid`.
+    #[error("application '{app_id}' is not registered in tenant '{tenant_id}'")]
+    AppNotInTenant { app_id: String, tenant_id: String },
     #[error(transparent)]
     Store(#[from] iocd_store::StoreError),
 }
@@ -44,7 +48,13 @@ pub struct TokenAuthenticator {
     /// The validator for the key ring of this generation, rebuilt when the keys change.
     validator: RwLock<(u64, Arc<TokenValidator>)>,
     forced_reload_at: Mutex<Option<Instant>>,
+    /// (tenant, app) pairs of iocd's tokens already checked against the registry, with the
+    /// answer and when it was found.
+    app_tenants: Mutex<HashMap<(String, String), (bool, Instant)>>,
 }
+
+/// How long a checked (tenant, app) pair is trusted without asking the registry again.
+const APP_TENANT_TTL: Duration = Duration::from_secs(60);
 
 impl TokenAuthenticator {
     pub fn new(provider: Arc<IdentityProvider>, config: &IdentityConfig) -> Self {
@@ -77,6 +87,7 @@ impl TokenAuthenticator {
                 .collect(),
             validator: RwLock::new((0, Arc::new(TokenValidator::new(ValidatorConfig::default())))),
             forced_reload_at: Mutex::new(None),
+            app_tenants: Mutex::new(HashMap::new()),
         };
         let validator = Arc::new(authenticator.build_validator(&ring));
         authenticator.validator = RwLock::new((ring.generation, validator));
@@ -140,6 +151,43 @@ impl TokenAuthenticator {
         })
     }
 
+    /// Whether an iocd token's app may act in its tenant: it is registered there, or nowhere (a
+    /// deleted app's tokens stay valid until they expire, as with Entra). An app registered in
+    /// another tenant is refused: only a holder of the signing key could mint such a token.
+    async fn app_may_act_in(
+        &self,
+        tenant: &str,
+        app: &str,
+    ) -> Result<bool, iocd_store::StoreError> {
+        let key = (tenant.to_string(), app.to_string());
+        if let Some((answer, at)) = self
+            .app_tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            if at.elapsed() < APP_TENANT_TTL {
+                return Ok(*answer);
+            }
+        }
+        let store = self.provider.store();
+        let answer = store.find_app(tenant, app).await?.is_some()
+            || !store
+                .list_apps(None)
+                .await?
+                .iter()
+                .any(|registered| registered.client_id == app);
+        let mut checked = self
+            .app_tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if checked.len() > 10_000 {
+            checked.retain(|_, (_, at)| at.elapsed() < APP_TENANT_TTL);
+        }
+        checked.insert(key, (answer, Instant::now()));
+        Ok(answer)
+    }
+
     /// The caller a bearer token stands for.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthenticationError> {
         let ring = self.provider.current_key_ring().await;
@@ -167,6 +215,16 @@ impl TokenAuthenticator {
         // never created) is refused even though the key signed it.
         if self.is_own(&validated) && !self.provider.tenant_exists(&validated.tenant_id).await? {
             return Err(AuthenticationError::UnknownTenant(validated.tenant_id));
+        }
+        if self.is_own(&validated)
+            && !self
+                .app_may_act_in(&validated.tenant_id, &validated.app_id)
+                .await?
+        {
+            return Err(AuthenticationError::AppNotInTenant {
+                app_id: validated.app_id,
+                tenant_id: validated.tenant_id,
+            });
         }
         let mut roles: Vec<Role> = validated
             .roles

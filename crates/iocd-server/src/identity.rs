@@ -124,6 +124,13 @@ impl Authenticator for TokenAuthenticator {
                     header_text(&tenant)
                 )))
             }
+            Err(AuthenticationError::AppNotInTenant { app_id, tenant_id }) => {
+                Err(invalid_token_message(&format!(
+                    "application '{}' is not registered in tenant '{}'",
+                    header_text(&app_id),
+                    header_text(&tenant_id)
+                )))
+            }
             Err(AuthenticationError::Store(e)) => Err(e.into()),
         }
     }

@@ -883,3 +883,55 @@ on_every_backend!(
     external_issuer_tokens_are_accepted_by_their_jwks,
     replicas_starting_together_share_one_signing_key,
 );
+
+/// A token signed with iocd's own key, carrying tenant B's `tid` and an `appid` registered in
+/// tenant A, was accepted in tenant B. Only a holder of the key can mint one; it is refused all
+/// the same, while the token of an app of B (and of a deleted app) still works.
+#[tokio::test]
+async fn an_own_token_whose_app_belongs_to_another_tenant_is_refused() {
+    let server = TestServer::start().await;
+    let key = server_key(&server).await;
+    let tenant_b = uuid::Uuid::new_v4().to_string();
+    let app_b = server
+        .create_app(&tenant_b, "tenant b app", &[Role::ReadWriteAll])
+        .await;
+    let mint = |client_id: &str| {
+        key.issue(&TokenClaimsInput {
+            tenant_id: tenant_b.clone(),
+            client_id: client_id.to_string(),
+            ..own_claims(&server)
+        })
+        .unwrap()
+        .access_token
+    };
+    let crossed = mint(server.app.client_id());
+    let (status, body) = status_json(
+        server
+            .send_as(&crossed, Method::GET, "/api/indicators")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is not registered in tenant"),
+        "{body}"
+    );
+    let own = mint(app_b.client_id());
+    let (status, body) =
+        status_json(server.send_as(&own, Method::GET, "/api/indicators").await).await;
+    assert_eq!(status, 200, "{body}");
+    let deleted = mint(&uuid::Uuid::new_v4().to_string());
+    let (status, body) = status_json(
+        server
+            .send_as(&deleted, Method::GET, "/api/indicators")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a deleted app's token stays valid until it expires: {body}"
+    );
+}
