@@ -175,9 +175,10 @@ pub async fn feed(
             }
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    // Fused: the compression layer polls once more after the end.
+    let stream = futures::StreamExt::fuse(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    });
+    }));
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -192,7 +192,11 @@ fn iocd_routes(state: &AppState) -> Router<AppState> {
         ))
         // Not rate-limited: enforcement points poll on a schedule, and may send Basic
         // credentials, which the limiter's authentication does not read.
-        .route("/iocd/v1/feeds/{format}", get(feeds::feed))
+        .route(
+            "/iocd/v1/feeds/{format}",
+            // gzip when the client accepts it; large lists shrink about tenfold.
+            get(feeds::feed).layer(tower_http::compression::CompressionLayer::new().gzip(true)),
+        )
 }
 
 /// The application with all its layers, ready to serve.

@@ -123,6 +123,31 @@ impl ApiClient {
         self.send(Method::POST, &self.url(path), Some(body)).await
     }
 
+    /// GETs `path` and copies the body to `out` as it arrives; returns the bytes written.
+    pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        let url = self.url(path);
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("GET {url} failed with {status}: {text}");
+        }
+        let mut written = 0;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .with_context(|| format!("reading GET {url}"))?
+        {
+            out.write_all(&chunk)?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     pub async fn get(&self, url: &str) -> anyhow::Result<Value> {
         self.send(Method::GET, url, None).await
     }

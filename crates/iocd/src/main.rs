@@ -8,6 +8,7 @@ mod client;
 mod client_auth;
 mod durations;
 mod export;
+mod feed;
 mod import;
 mod tls;
 
@@ -70,6 +71,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Print a running server's change log as JSON lines (`--follow` to keep waiting).
     Changes(changes::ChangesArgs),
+    /// Write a feed of a running server (an EDL, RPZ, Suricata dataset, Zeek Intel file, ...)
+    /// to a file, replaced atomically: for cron jobs.
+    Feed(feed::FeedArgs),
     /// Print the local certificate authority's certificate (PEM) for clients to trust; the CA
     /// is created if the database has none yet.
     Ca {
@@ -689,6 +693,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => export::run(args).await,
         Command::Changes(args) => changes::run(args).await,
+        Command::Feed(args) => feed::run(args).await,
         Command::Ca { db } => tls::print_authority(&db.database).await,
         Command::Openapi => {
             println!("{}", iocd_server::openapi::document_json());

@@ -308,6 +308,21 @@ async fn feeds_carry_etags_and_take_basic_credentials() {
     assert_ne!(headers[header::ETAG].to_str().unwrap(), etag);
     assert!(body.contains("203.0.113.99"));
 
+    // gzip on request: the bytes on the wire are gzip, and inflate to the same feed.
+    let gz = server
+        .request(reqwest::Method::GET, "/iocd/v1/feeds/edl-ip")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    let raw = gz.bytes().await.unwrap();
+    assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip magic");
+    let mut inflated = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&raw[..]), &mut inflated)
+        .unwrap();
+    assert_eq!(inflated, body);
+
     let tenant = server.app.tenant_id().to_string();
     let reader = server
         .create_app(&tenant, "firewall", &[Role::ReadAll])

@@ -426,3 +426,56 @@ async fn the_sweeper_deletes_expired_indicators_on_time_and_logs_them() {
         ]
     );
 }
+
+/// `iocd feed` writes a feed to a file (for cron), with options, and fails on a bad format.
+#[tokio::test]
+async fn feed_writes_a_feed_to_a_file() {
+    let server = start_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(
+        &input,
+        r#"[{"indicatorValue":"evil.example","indicatorType":"DomainName","action":"Block","title":"t","description":"d"},
+            {"indicatorValue":"203.0.113.9","indicatorType":"IpAddress","action":"Block","title":"t","description":"d"}]"#,
+    )
+    .unwrap();
+    let out = import(&server, &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("block.txt");
+    let out = iocd(
+        &server,
+        &[
+            "feed",
+            "edl-domain",
+            "--option",
+            "subdomains=false",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "evil.example\n");
+    let out = iocd(&server, &["feed", "rpz"]);
+    assert!(out.status.success());
+    let rpz = String::from_utf8(out.stdout).unwrap();
+    assert!(rpz.contains("32.9.113.0.203.rpz-ip CNAME ."), "{rpz}");
+    let out = iocd(
+        &server,
+        &["feed", "nope", "--output", file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unknown feed format"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "evil.example\n",
+        "kept on failure"
+    );
+}
