@@ -84,7 +84,9 @@ pub enum AppInsertError {
 }
 
 #[async_trait]
-pub trait IdentityStore: Send + Sync + 'static {
+/// Every identity store also stores users (see [`crate::UserStore`]), so the identity provider
+/// reaches both through one handle.
+pub trait IdentityStore: crate::users::UserStore + Send + Sync + 'static {
     /// Stores a new app registration.
     async fn insert_app(&self, app: &AppRegistration) -> Result<(), AppInsertError>;
 

@@ -16,6 +16,7 @@ mod rows;
 mod sql;
 pub mod sqlite;
 pub mod sweeper;
+pub mod users;
 mod writer;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use listing::{ListPage, ListRequest};
 pub use matching::{IndexRow, IndexedStore, MatchEngine, TenantSummary};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use users::{AppSignIn, SignInGrant, UserInsertError, UserRecord, UserStore};
 
 /// Which indicators of a tenant a caller may see and change.
 #[derive(Debug, Clone, PartialEq, Eq)]

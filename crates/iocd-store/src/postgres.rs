@@ -34,6 +34,7 @@ struct PgWriter {
 }
 
 impl_identity_store!(PostgresStore);
+crate::users::impl_user_store!(PostgresStore);
 impl_certificate_authority_store!(PostgresStore);
 
 impl_write_connection!(PgWriter, begin_locked, batched);

@@ -46,6 +46,7 @@ impl SqliteWriter {
 }
 
 impl_identity_store!(SqliteStore);
+crate::users::impl_user_store!(SqliteStore);
 impl_certificate_authority_store!(SqliteStore);
 
 impl_write_connection!(SqliteWriter, begin_immediate, batched);
