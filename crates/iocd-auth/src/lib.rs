@@ -22,8 +22,8 @@ pub use jwks::{
     DEFAULT_REFRESH_EVERY,
 };
 pub use signing::{
-    rsa_jwk_thumbprint, IssueError, IssuedToken, KeyError, SigningKey, TokenClaimsInput,
-    TokenVersion, DEFAULT_TOKEN_LIFETIME, TENANT_ID_PLACEHOLDER,
+    rsa_jwk_thumbprint, DelegatedUserClaims, IssueError, IssuedToken, KeyError, SigningKey,
+    TokenClaimsInput, TokenVersion, DEFAULT_TOKEN_LIFETIME, TENANT_ID_PLACEHOLDER,
 };
 pub use validation::{
     TokenError, TokenValidator, TrustedIssuer, ValidatedToken, ValidatorConfig,

@@ -246,25 +246,7 @@ impl SigningKey {
         input: &TokenClaimsInput,
         issued_at: SystemTime,
     ) -> Result<IssuedToken, IssueError> {
-        for (name, value) in [
-            ("tenant_id", &input.tenant_id),
-            ("client_id", &input.client_id),
-            ("app_object_id", &input.app_object_id),
-            ("audience", &input.audience),
-            ("issuer", &input.issuer),
-        ] {
-            if value.trim().is_empty() {
-                return Err(IssueError::EmptyField(name));
-            }
-        }
-        let lifetime = input.lifetime.as_secs();
-        if lifetime == 0 {
-            return Err(IssueError::ZeroLifetime);
-        }
-        let iat = issued_at
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| IssueError::ClockBeforeEpoch)?
-            .as_secs();
+        let (iat, lifetime) = checked_times(input, issued_at)?;
         let claims = AppOnlyClaims {
             aud: &input.audience,
             iss: input
@@ -283,15 +265,174 @@ impl SigningKey {
             tid: &input.tenant_id,
             ver: input.version.as_claim(),
         };
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        let access_token = jsonwebtoken::encode(&header, &claims, &self.encoding_key)
-            .map_err(IssueError::Signing)?;
         Ok(IssuedToken {
-            access_token,
+            access_token: self.sign(&claims)?,
             expires_in: lifetime,
         })
     }
+}
+
+/// The signed-in person of a delegated token (and of an ID token).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DelegatedUserClaims {
+    /// `oid` and `sub`: the user's object id.
+    pub object_id: String,
+    /// `upn`, `unique_name` and `preferred_username`.
+    pub upn: String,
+    /// `name`: the display name.
+    pub name: String,
+    /// `scp`: the delegated permissions granted, such as `Ti.ReadWrite`.
+    pub scopes: Vec<String>,
+}
+
+/// The claims of a delegated (user) access token, named and shaped as Entra writes them.
+#[derive(Serialize)]
+struct DelegatedClaims<'a> {
+    aud: &'a str,
+    iss: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_displayname: Option<&'a str>,
+    appid: &'a str,
+    azp: &'a str,
+    idtyp: &'static str,
+    name: &'a str,
+    oid: &'a str,
+    preferred_username: &'a str,
+    // For a delegated token Entra puts the user's app-role assignments in `roles`.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    roles: &'a [String],
+    scp: String,
+    sub: &'a str,
+    tid: &'a str,
+    unique_name: &'a str,
+    upn: &'a str,
+    ver: &'static str,
+}
+
+/// The claims of an OpenID Connect ID token (always v2-shaped, as MSAL reads them).
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    aud: &'a str,
+    iss: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    oid: &'a str,
+    preferred_username: &'a str,
+    sub: &'a str,
+    tid: &'a str,
+    ver: &'static str,
+}
+
+impl SigningKey {
+    /// Signs a delegated access token: `input` describes the client app, the audience and the
+    /// user's roles (`roles`); `user` the signed-in person and the granted scopes.
+    pub fn issue_delegated_at(
+        &self,
+        input: &TokenClaimsInput,
+        user: &DelegatedUserClaims,
+        issued_at: SystemTime,
+    ) -> Result<IssuedToken, IssueError> {
+        let (iat, lifetime) = checked_times(input, issued_at)?;
+        if user.object_id.trim().is_empty() || user.upn.trim().is_empty() {
+            return Err(IssueError::EmptyField("user"));
+        }
+        let claims = DelegatedClaims {
+            aud: &input.audience,
+            iss: input
+                .issuer
+                .replace(TENANT_ID_PLACEHOLDER, &input.tenant_id),
+            iat,
+            nbf: iat,
+            exp: iat + lifetime,
+            app_displayname: input.app_display_name.as_deref(),
+            appid: &input.client_id,
+            azp: &input.client_id,
+            idtyp: "user",
+            name: &user.name,
+            oid: &user.object_id,
+            preferred_username: &user.upn,
+            roles: &input.roles,
+            scp: user.scopes.join(" "),
+            sub: &user.object_id,
+            tid: &input.tenant_id,
+            unique_name: &user.upn,
+            upn: &user.upn,
+            ver: input.version.as_claim(),
+        };
+        Ok(IssuedToken {
+            access_token: self.sign(&claims)?,
+            expires_in: lifetime,
+        })
+    }
+
+    /// Signs an OpenID Connect ID token for `client_id` about `user`, valid as long as `input`
+    /// says; `nonce` is echoed when the authorization request sent one.
+    pub fn issue_id_token_at(
+        &self,
+        input: &TokenClaimsInput,
+        user: &DelegatedUserClaims,
+        nonce: Option<&str>,
+        issued_at: SystemTime,
+    ) -> Result<String, IssueError> {
+        let (iat, lifetime) = checked_times(input, issued_at)?;
+        let claims = IdTokenClaims {
+            aud: &input.client_id,
+            iss: input
+                .issuer
+                .replace(TENANT_ID_PLACEHOLDER, &input.tenant_id),
+            iat,
+            nbf: iat,
+            exp: iat + lifetime,
+            name: &user.name,
+            nonce,
+            oid: &user.object_id,
+            preferred_username: &user.upn,
+            sub: &user.object_id,
+            tid: &input.tenant_id,
+            ver: "2.0",
+        };
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, IssueError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding_key).map_err(IssueError::Signing)
+    }
+}
+
+/// Checks the fields every token needs and returns its `iat` and lifetime in seconds.
+fn checked_times(
+    input: &TokenClaimsInput,
+    issued_at: SystemTime,
+) -> Result<(u64, u64), IssueError> {
+    for (name, value) in [
+        ("tenant_id", &input.tenant_id),
+        ("client_id", &input.client_id),
+        ("app_object_id", &input.app_object_id),
+        ("audience", &input.audience),
+        ("issuer", &input.issuer),
+    ] {
+        if value.trim().is_empty() {
+            return Err(IssueError::EmptyField(name));
+        }
+    }
+    let lifetime = input.lifetime.as_secs();
+    if lifetime == 0 {
+        return Err(IssueError::ZeroLifetime);
+    }
+    let iat = issued_at
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| IssueError::ClockBeforeEpoch)?
+        .as_secs();
+    Ok((iat, lifetime))
 }
 
 /// RFC 7638 thumbprint of an RSA public key given by its base64url `n` and `e`: SHA-256 over the

@@ -95,6 +95,11 @@ pub struct ValidatedToken {
     pub scopes: Vec<String>,
     /// `app_displayname`, when the token carries it.
     pub display_name: Option<String>,
+    /// The signed-in user's name of a delegated token: `upn`, else `unique_name`, else
+    /// `preferred_username` (Entra writes some of these depending on the account and version).
+    pub upn: Option<String>,
+    /// `name`: the signed-in user's display name.
+    pub user_display_name: Option<String>,
 }
 
 /// Why a token was refused. The `Display` text says what is wrong in words meant for the client
@@ -231,6 +236,10 @@ struct RawClaims {
     roles: Option<Vec<String>>,
     scp: Option<String>,
     app_displayname: Option<String>,
+    upn: Option<String>,
+    unique_name: Option<String>,
+    preferred_username: Option<String>,
+    name: Option<String>,
 }
 
 fn numeric_date(claim: &'static str, value: &serde_json::Number) -> Result<i64, TokenError> {
@@ -654,6 +663,11 @@ impl TokenValidator {
                 .map(str::to_owned)
                 .collect(),
             display_name: claims.app_displayname,
+            upn: claims
+                .upn
+                .or(claims.unique_name)
+                .or(claims.preferred_username),
+            user_display_name: claims.name,
         };
         Ok((validated, window))
     }
