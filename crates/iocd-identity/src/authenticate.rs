@@ -12,8 +12,10 @@ use iocd_auth::{
 
 use crate::config::IdentityConfig;
 use crate::keys::KeyRing;
+use crate::delegated::DELEGATED_PERMISSION;
 use crate::provider::IdentityProvider;
-use crate::roles::{Caller, Role};
+use crate::roles::{Caller, Role, SignedInUser};
+use crate::users::UserRole;
 
 /// Why a bearer token does not make a caller.
 #[derive(Debug, thiserror::Error)]
@@ -226,21 +228,32 @@ impl TokenAuthenticator {
                 tenant_id: validated.tenant_id,
             });
         }
-        let mut roles: Vec<Role> = validated
+        let is_own = self.is_own(&validated);
+        let app_roles: Vec<Role> = validated
             .roles
             .iter()
             .filter_map(|r| Role::parse(r))
             .collect();
-        // A delegated token's `Ti.ReadWrite` scope acts as the application role of that name:
-        // the user's indicators are the app's own (iocd has no per-user scoping).
-        if validated
-            .scopes
-            .iter()
-            .any(|s| s == Role::ReadWrite.as_str())
-            && !roles.contains(&Role::ReadWrite)
-        {
-            roles.push(Role::ReadWrite);
-        }
+        let delegated = !validated.scopes.is_empty();
+        let (roles, user) = if delegated {
+            (
+                delegated_roles(&validated, is_own),
+                Some(SignedInUser {
+                    upn: validated
+                        .upn
+                        .clone()
+                        .unwrap_or_else(|| validated.object_id.clone()),
+                    name: validated
+                        .user_display_name
+                        .clone()
+                        .or_else(|| validated.upn.clone())
+                        .unwrap_or_else(|| validated.object_id.clone()),
+                    object_id: validated.object_id.clone(),
+                }),
+            )
+        } else {
+            (app_roles, None)
+        };
         Ok(Caller {
             display_name: validated
                 .display_name
@@ -249,6 +262,38 @@ impl TokenAuthenticator {
             tenant_id: validated.tenant_id,
             client_id: validated.app_id,
             roles,
+            user,
         })
     }
+}
+
+/// What a delegated token may do: Defender's rule is that both the app's delegated scope and the
+/// user's own permission must allow an action. The scope is `Ti.ReadWrite`; the user's
+/// permission is their iocd user role, carried in the token's `roles` as Entra carries a user's
+/// app-role assignments. A token of an external issuer that carries no iocd user role keeps what
+/// the scope alone grants (the user's own indicators), as before users existed; one of iocd's
+/// own tokens without a user role may do nothing.
+fn delegated_roles(token: &ValidatedToken, is_own: bool) -> Vec<Role> {
+    if !token.scopes.iter().any(|s| s == DELEGATED_PERMISSION) {
+        return Vec::new();
+    }
+    let user_roles: Vec<UserRole> = token
+        .roles
+        .iter()
+        .filter_map(|r| UserRole::parse(r))
+        .collect();
+    if user_roles.is_empty() {
+        return if is_own {
+            Vec::new()
+        } else {
+            vec![Role::ReadWrite]
+        };
+    }
+    let mut roles: Vec<Role> = Vec::new();
+    for role in user_roles.into_iter().map(UserRole::indicator_role) {
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    roles
 }

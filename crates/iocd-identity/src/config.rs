@@ -70,7 +70,12 @@ pub struct IdentityConfig {
     pub key_reload_interval: Duration,
     /// Failed client authentications tolerated per client id and per address before a lockout.
     pub failed_auth_limits: crate::lockout::FailedAuthLimits,
+    /// How long a refresh token stays usable (each use rotates it); Entra's default is 90 days.
+    pub refresh_token_lifetime: Duration,
 }
+
+/// Entra's refresh tokens last 90 days.
+pub const DEFAULT_REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 impl Default for IdentityConfig {
     fn default() -> Self {
@@ -82,6 +87,7 @@ impl Default for IdentityConfig {
             external_issuers: Vec::new(),
             key_reload_interval: crate::keys::DEFAULT_KEY_RELOAD_INTERVAL,
             failed_auth_limits: crate::lockout::FailedAuthLimits::default(),
+            refresh_token_lifetime: DEFAULT_REFRESH_TOKEN_LIFETIME,
         }
     }
 }

@@ -10,12 +10,15 @@ mod authenticate;
 mod basic;
 mod certificates;
 mod config;
+mod delegated;
 mod grant;
 mod keys;
 mod lockout;
 mod provider;
 mod registration;
 mod roles;
+mod sign_in_lockout;
+mod users;
 
 pub use authenticate::{AuthenticationError, TokenAuthenticator};
 pub use basic::authenticate_basic;
@@ -23,7 +26,13 @@ pub use certificates::{
     add_app_certificate, app_certificates, describe_certificate, is_token_endpoint,
     read_certificate, CertificateRegistrationError, RegisteredCertificate,
 };
-pub use config::{ExternalIssuer, IdentityConfig, DEFAULT_AUDIENCES};
+pub use config::{
+    ExternalIssuer, IdentityConfig, DEFAULT_AUDIENCES, DEFAULT_REFRESH_TOKEN_LIFETIME,
+};
+pub use delegated::{
+    normalise_user_code, AuthorizationRequest, AuthorizeError, DeviceAuthorization, TokenResponse,
+    DELEGATED_PERMISSION, DEVICE_CODE_GRANT_TYPE,
+};
 pub use grant::{GrantError, GrantedToken, TokenRequest};
 /// An app's certificate, read by [`read_certificate`].
 pub use iocd_auth::ClientCertificate;
@@ -39,4 +48,8 @@ pub use registration::{
     NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET, EMULATOR_TENANT_ID, NO_SECRET,
 };
-pub use roles::{Caller, MissingRoles, Role, ADMIN_ROLES, READ_ROLES, WRITE_ROLES};
+pub use roles::{Caller, MissingRoles, Role, SignedInUser, ADMIN_ROLES, READ_ROLES, WRITE_ROLES};
+pub use users::{
+    create_user, generate_password, set_app_sign_in, set_password, validate_redirect_uri,
+    validate_upn, NewUser, UserRole, MIN_PASSWORD_CHARS,
+};

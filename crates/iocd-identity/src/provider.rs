@@ -21,6 +21,12 @@ const KNOWN_TENANT_TTL: Duration = Duration::from_secs(60);
 /// argon2 verification rather than one each.
 const VERIFIED_SECRET_TTL: Duration = Duration::from_secs(300);
 
+/// Wrong passwords tolerated per user within [`SIGN_IN_FAILURE_WINDOW`]; one address may fail
+/// more often, as many people can share it.
+const SIGN_IN_FAILURE_LIMIT: usize = 10;
+const SIGN_IN_FAILURE_LIMIT_PER_ADDRESS: usize = 50;
+const SIGN_IN_FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
 /// iocd as an identity provider: its signing key, issuer URLs, the app registry and the caches
 /// that keep token requests and API calls cheap.
 pub struct IdentityProvider {
@@ -47,6 +53,10 @@ pub struct IdentityProvider {
     /// What an unknown client id's secret is verified against, so that an unknown id costs the
     /// same argon2 verification as a wrong secret and client ids cannot be told apart by timing.
     dummy_hash: String,
+    refresh_token_lifetime: Duration,
+    /// Wrong passwords per user, and per address (delegated sign-ins).
+    sign_in_failures: crate::sign_in_lockout::FailureLimiter,
+    sign_in_failures_by_address: crate::sign_in_lockout::FailureLimiter,
 }
 
 struct VerifiedSecret {
@@ -111,6 +121,15 @@ impl IdentityProvider {
             argon2_permits: tokio::sync::Semaphore::new(cores),
             lockouts: RwLock::new(Arc::new(Lockouts::in_memory(&config.failed_auth_limits))),
             dummy_hash,
+            refresh_token_lifetime: config.refresh_token_lifetime,
+            sign_in_failures: crate::sign_in_lockout::FailureLimiter::new(
+                SIGN_IN_FAILURE_LIMIT,
+                SIGN_IN_FAILURE_WINDOW,
+            ),
+            sign_in_failures_by_address: crate::sign_in_lockout::FailureLimiter::new(
+                SIGN_IN_FAILURE_LIMIT_PER_ADDRESS,
+                SIGN_IN_FAILURE_WINDOW,
+            ),
         })
     }
 
@@ -219,6 +238,36 @@ impl IdentityProvider {
     /// Clock skew tolerated on `exp` and `nbf` (of bearer tokens and client assertions).
     pub fn leeway_secs(&self) -> u64 {
         self.leeway_secs
+    }
+
+    /// How long a refresh token may wait to be used (each use rotates it).
+    pub fn refresh_token_lifetime(&self) -> Duration {
+        self.refresh_token_lifetime
+    }
+
+    pub(crate) fn sign_in_failures(&self) -> &crate::sign_in_lockout::FailureLimiter {
+        &self.sign_in_failures
+    }
+
+    pub(crate) fn sign_in_failures_by_address(&self) -> &crate::sign_in_lockout::FailureLimiter {
+        &self.sign_in_failures_by_address
+    }
+
+    /// The hash an unknown user's password is verified against (the same one unknown client
+    /// ids use), so a missing user costs the same argon2 run as a wrong password.
+    pub(crate) async fn decoy_password_hash(&self) -> String {
+        self.dummy_hash.clone()
+    }
+
+    /// argon2 verification on a blocking thread, at most one per core at once.
+    pub(crate) async fn verify_with_permit(&self, secret: &str, hash: &str) -> bool {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.argon2_permits.acquire().await;
+        let secret = secret.to_string();
+        let hash = hash.to_string();
+        tokio::task::spawn_blocking(move || iocd_auth::verify_secret(&secret, &hash))
+            .await
+            .unwrap_or(false)
     }
 
     /// The `iss` of v2 tokens: `{base}/{tenantid}/v2.0`, like `login.microsoftonline.com`.
