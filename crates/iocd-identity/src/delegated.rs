@@ -159,14 +159,15 @@ fn redirect_allowed(uri: &str, registered: &[String], public_client: bool) -> bo
 
 impl IdentityProvider {
     /// Decides any token request: the client-credentials grant of [`Self::grant`], or one of
-    /// the delegated grants. `source` is the caller's address, for the sign-in failure limits.
+    /// the delegated grants.
     pub async fn token(
         &self,
         tenant: &str,
         version: TokenVersion,
         request: &TokenRequest,
-        source: &str,
     ) -> Result<TokenResponse, GrantError> {
+        // The caller's address keys the per-address limit on wrong passwords.
+        let source = request.client_address.as_deref().unwrap_or("");
         match request.get("grant_type") {
             Some("password") => self.password_grant(tenant, version, request, source).await,
             Some("refresh_token") => self.refresh_grant(tenant, version, request).await,

@@ -122,7 +122,7 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
 
 /// Reads the form from the body whatever the method: some clients send a GET with a form body.
 /// The query string is deliberately not read: secrets in URLs end up in logs.
-fn parse_form(
+pub(crate) fn parse_form(
     headers: &HeaderMap,
     body: &Bytes,
     origin: &RequestOrigin,
@@ -221,6 +221,11 @@ async fn token_v1(
     .unwrap_or_else(|e| e.into_response(&headers))
 }
 
+/// An OAuth2 error as the token and device-code endpoints answer it.
+pub(crate) fn oauth_error_response(error: GrantError, headers: &HeaderMap) -> Response {
+    OAuthError(error).into_response(headers)
+}
+
 async fn issue_token(
     app: &AppState,
     tenant: &str,
@@ -228,11 +233,11 @@ async fn issue_token(
     peer: Option<PeerAddr>,
     headers: &HeaderMap,
     body: &Bytes,
-    version: TokenVersion,
 ) -> Result<Response, OAuthError> {
     let request = parse_form(headers, body, origin, peer)?;
-    let granted = app.identity.grant(tenant, version, &request).await?;
-    let body = match version {
+    let response = app.identity.token(tenant, version, &request).await?;
+    let granted = &response.granted;
+    let mut body = match version {
         TokenVersion::V2 => json!({
             "token_type": "Bearer",
             "expires_in": granted.expires_in,
@@ -253,6 +258,17 @@ async fn issue_token(
             })
         }
     };
+    // Delegated grants add what a signed-in session needs.
+    for (name, value) in [
+        ("scope", &response.scope),
+        ("refresh_token", &response.refresh_token),
+        ("id_token", &response.id_token),
+        ("client_info", &response.client_info),
+    ] {
+        if let Some(value) = value {
+            body[name] = json!(value);
+        }
+    }
     Ok((no_store(), Json(body)).into_response())
 }
 

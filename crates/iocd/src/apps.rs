@@ -23,16 +23,33 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
         .collect()
 }
 
+/// How an app signs people in: `--public-client` and `--redirect-uri`.
+#[derive(Debug, Default, Clone)]
+pub struct SignInSettings {
+    pub public_client: bool,
+    pub redirect_uris: Vec<String>,
+}
+
 /// Registers an app and returns `{"tenantId","clientId","clientSecret"}`, or, given a
-/// certificate, `{"tenantId","clientId","certificates":[…]}` (such an app has no secret).
+/// certificate, `{"tenantId","clientId","certificates":[…]}` (such an app has no secret). A
+/// public client has no usable secret either, so it gets none printed.
 pub async fn create(
     database: &str,
     tenant: &str,
     name: &str,
     role_names: &[String],
     certificate: Option<&Path>,
+    sign_in: &SignInSettings,
 ) -> anyhow::Result<Value> {
-    let roles = parse_roles(role_names)?;
+    // A public client signs people in; it needs no application role of its own.
+    let roles = if sign_in.public_client && role_names.is_empty() {
+        Vec::new()
+    } else {
+        parse_roles(role_names)?
+    };
+    for uri in &sign_in.redirect_uris {
+        iocd_identity::validate_redirect_uri(uri).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let certificate = certificate.map(read_certificate).transpose()?;
     let stores = open(database).await?;
     let created = match &certificate {
@@ -45,11 +62,30 @@ pub async fn create(
                 .map(serde_json::to_value)
         }
     };
-    match created {
-        Ok(value) => Ok(value?),
+    let mut result = match created {
+        Ok(value) => value?,
         Err(error @ (RegisterError::Invalid(_) | RegisterError::Internal(_))) => bail!(error),
-        Err(RegisterError::Store(e)) => Err(e).context("storing the app"),
+        Err(RegisterError::Store(e)) => return Err(e).context("storing the app"),
+    };
+    if sign_in.public_client || !sign_in.redirect_uris.is_empty() {
+        let client_id = result["clientId"].as_str().unwrap_or_default().to_string();
+        iocd_identity::set_app_sign_in(
+            stores.identity.as_ref(),
+            &client_id,
+            sign_in.public_client,
+            &sign_in.redirect_uris,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+        result["publicClient"] = json!(sign_in.public_client);
+        result["redirectUris"] = json!(sign_in.redirect_uris);
     }
+    if sign_in.public_client {
+        if let Some(fields) = result.as_object_mut() {
+            fields.remove("clientSecret");
+        }
+    }
+    Ok(result)
 }
 
 fn read_certificate(path: &Path) -> anyhow::Result<ClientCertificate> {
@@ -172,7 +208,7 @@ pub async fn list_tenants(database: &str) -> anyhow::Result<Value> {
     Ok(Value::Array(tenants))
 }
 
-async fn open(database: &str) -> anyhow::Result<iocd_store::Stores> {
+pub(crate) async fn open(database: &str) -> anyhow::Result<iocd_store::Stores> {
     iocd_store::open_stores(database)
         .await
         .with_context(|| format!("opening the database {database}"))

@@ -11,6 +11,7 @@ mod export;
 mod feed;
 mod import;
 mod tls;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     /// Manage the token-signing keys (rotation).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the people who sign in through apps (delegated Ti.ReadWrite) and their roles.
+    #[command(subcommand)]
+    Users(UsersCommand),
     /// Fetch an access token from a server's token endpoint and print it.
     Token(TokenArgs),
     /// Import a portal CSV, JSON or STIX 2.1 file into a running server (batches of 500).
@@ -105,13 +109,21 @@ enum AppsCommand {
         #[arg(long)]
         name: String,
         /// Application role: Ti.Read.All, Ti.ReadWrite, Ti.ReadWrite.All or Iocd.Admin (the emulator
-        /// controls) (repeatable).
-        #[arg(long = "role", required = true)]
+        /// controls) (repeatable; may be left out for a --public-client).
+        #[arg(long = "role", required_unless_present = "public_client")]
         roles: Vec<String>,
         /// Give the app this certificate (a PEM file; only its CERTIFICATE block is read)
         /// instead of a secret: it then signs client assertions with the certificate's key.
         #[arg(long, value_name = "PEM")]
         certificate: Option<PathBuf>,
+        /// A public client (a script, CLI or native app): signs people in without a secret
+        /// (device code, authorization code with PKCE, password).
+        #[arg(long)]
+        public_client: bool,
+        /// A redirect URI of the authorization-code flow (repeatable). Public clients may also
+        /// use any http://localhost port.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
     },
     /// Register one more certificate (PEM) on an app; its secret and other certificates stay.
     AddCertificate {
@@ -200,6 +212,84 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; prints the user with a generated password (shown only this once) unless
+    /// --password-stdin gives one.
+    Create {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Tenant the user belongs to (it must have an app: `iocd apps create`).
+        #[arg(long)]
+        tenant: String,
+        /// Display name, shown as createdByDisplayName on what the user writes.
+        #[arg(long)]
+        name: String,
+        /// User principal name (sign-in name), such as alice@contoso.example.
+        #[arg(long)]
+        upn: String,
+        /// Iocd.Indicators.Read, Iocd.Indicators.Manage or Iocd.Admin (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (without passwords) as JSON.
+    List {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Only this tenant's users.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete a user and end their sessions.
+    Delete {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        upn: String,
+    },
+    /// Set a new password (generated and printed, or from --password-stdin); ends the user's
+    /// sessions.
+    SetPassword {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        upn: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+async fn run_users(command: UsersCommand) -> anyhow::Result<()> {
+    let result = match command {
+        UsersCommand::Create {
+            db,
+            tenant,
+            name,
+            upn,
+            roles,
+            password_stdin,
+        } => users::create(&db.database, &tenant, &name, &upn, &roles, password_stdin).await?,
+        UsersCommand::List { db, tenant } => users::list(&db.database, tenant.as_deref()).await?,
+        UsersCommand::Delete { db, tenant, upn } => {
+            users::delete(&db.database, &tenant, &upn).await?
+        }
+        UsersCommand::SetPassword {
+            db,
+            tenant,
+            upn,
+            password_stdin,
+        } => users::change_password(&db.database, &tenant, &upn, password_stdin).await?,
+    };
+    print_json(&result)
+}
+
 #[derive(clap::Args)]
 struct TokenArgs {
     /// Base URL of the iocd server.
@@ -278,6 +368,10 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_issuers: Vec<ExternalIssuer>,
+    /// How long a refresh token of a delegated sign-in stays usable, in seconds (each use
+    /// rotates it; Entra's default is 90 days).
+    #[arg(long, env = "IOCD_REFRESH_TOKEN_LIFETIME_SECS", default_value_t = 90 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    refresh_token_lifetime_secs: u64,
     /// On a database that never had an app, create a development tenant and app and print its
     /// credentials once.
     #[arg(long, env = "IOCD_DEV_APP", default_value_t = true, action = clap::ArgAction::Set)]
@@ -503,6 +597,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             token_lifetime: Duration::from_secs(args.token_lifetime_secs),
             leeway_secs: args.token_leeway_secs,
             external_issuers: args.trusted_issuers,
+            refresh_token_lifetime: Duration::from_secs(args.refresh_token_lifetime_secs),
             ..IdentityConfig::default()
         },
         connections,
@@ -604,7 +699,23 @@ async fn run_apps(command: AppsCommand) -> anyhow::Result<()> {
             name,
             roles,
             certificate,
-        } => apps::create(&db.database, &tenant, &name, &roles, certificate.as_deref()).await?,
+            public_client,
+            redirect_uris,
+        } => {
+            let sign_in = apps::SignInSettings {
+                public_client,
+                redirect_uris,
+            };
+            apps::create(
+                &db.database,
+                &tenant,
+                &name,
+                &roles,
+                certificate.as_deref(),
+                &sign_in,
+            )
+            .await?
+        }
         AppsCommand::AddCertificate {
             db,
             tenant,
@@ -684,6 +795,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tenants(TenantsCommand::List { db }) => {
             print_json(&apps::list_tenants(&db.database).await?)
         }
+        Command::Users(command) => run_users(command).await,
         Command::Token(args) => run_token(args).await,
         Command::Import(args) => {
             if !import::run(args).await? {

@@ -20,3 +20,4 @@ mod ratelimit;
 mod routes;
 mod submit;
 mod token_flood;
+mod users;

@@ -9,6 +9,7 @@ mod import_export;
 mod multi_replica;
 mod serve_limits;
 mod tls;
+mod users;
 
 /// The binary Cargo built for these tests.
 fn iocd() -> iocd_testkit::Iocd {
