@@ -168,7 +168,7 @@ impl IdentityProvider {
                 return Err(GrantError::new(
                     "unsupported_grant_type",
                     70003,
-                    format!("The app requested an unsupported grant type '{other}'. iocd supports only client_credentials."),
+                    format!("The app requested an unsupported grant type '{other}'. iocd supports client_credentials, password, authorization_code, refresh_token and urn:ietf:params:oauth:grant-type:device_code."),
                 ))
             }
         }

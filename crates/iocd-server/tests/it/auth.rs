@@ -242,7 +242,10 @@ async fn token_endpoint_errors_are_oauth_shaped() {
         (
             v2.clone(),
             vec![
-                ("grant_type", "password"),
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:saml2-bearer",
+                ),
                 ("client_id", &creds.client_id),
                 ("client_secret", &creds.client_secret),
                 ("scope", scope),
