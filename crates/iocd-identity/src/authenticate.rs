@@ -11,8 +11,8 @@ use iocd_auth::{
 };
 
 use crate::config::IdentityConfig;
-use crate::keys::KeyRing;
 use crate::delegated::DELEGATED_PERMISSION;
+use crate::keys::KeyRing;
 use crate::provider::IdentityProvider;
 use crate::roles::{Caller, Role, SignedInUser};
 use crate::users::UserRole;
