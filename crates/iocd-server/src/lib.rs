@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod openapi;
 mod paths;
 pub mod ratelimit;
+mod signin;
 pub mod transport;
 
 use std::future::Future;
@@ -216,6 +217,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/iocd/v1/changes", get(changes::changes))
         .route("/iocd/v1/changes/stream", get(changes::change_stream))
+        .merge(signin::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
