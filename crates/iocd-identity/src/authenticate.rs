@@ -290,9 +290,9 @@ fn delegated_roles(token: &ValidatedToken, is_own: bool) -> Vec<Role> {
         };
     }
     let mut roles: Vec<Role> = Vec::new();
-    for role in user_roles.into_iter().map(UserRole::indicator_role) {
-        if !roles.contains(&role) {
-            roles.push(role);
+    for role in user_roles.into_iter().flat_map(UserRole::app_roles) {
+        if !roles.contains(role) {
+            roles.push(*role);
         }
     }
     roles

@@ -29,5 +29,6 @@ pub async fn authenticate_basic(
         display_name: app.display_name,
         tenant_id: app.tenant_id,
         client_id: app.client_id,
+        user: None,
     }))
 }

@@ -47,13 +47,14 @@ impl UserRole {
         UserRole::ALL.into_iter().find(|r| r.as_str() == s)
     }
 
-    /// The indicator permissions this role gives a delegated call, expressed as the application
-    /// role that grants the same: viewers read every indicator of the tenant, managers and
-    /// administrators manage them all, as they do in the portal.
-    pub fn indicator_role(self) -> Role {
+    /// What this role lets a delegated call do, expressed as the application roles that grant
+    /// the same: viewers read every indicator of the tenant, managers and administrators manage
+    /// them all, as they do in the portal, and administrators also hold `Iocd.Admin`.
+    pub fn app_roles(self) -> &'static [Role] {
         match self {
-            UserRole::IndicatorsRead => Role::ReadAll,
-            UserRole::IndicatorsManage | UserRole::Admin => Role::ReadWriteAll,
+            UserRole::IndicatorsRead => &[Role::ReadAll],
+            UserRole::IndicatorsManage => &[Role::ReadWriteAll],
+            UserRole::Admin => &[Role::ReadWriteAll, Role::IocdAdmin],
         }
     }
 
@@ -247,11 +248,9 @@ mod tests {
             assert_eq!(UserRole::parse(role.as_str()), Some(role));
         }
         assert_eq!(UserRole::parse("iocd.admin"), None);
-        assert_eq!(UserRole::IndicatorsRead.indicator_role(), Role::ReadAll);
-        assert_eq!(
-            UserRole::IndicatorsManage.indicator_role(),
-            Role::ReadWriteAll
-        );
+        assert_eq!(UserRole::IndicatorsRead.app_roles(), [Role::ReadAll]);
+        assert_eq!(UserRole::IndicatorsManage.app_roles(), [Role::ReadWriteAll]);
+        assert!(UserRole::Admin.app_roles().contains(&Role::IocdAdmin));
     }
 
     #[test]
