@@ -221,12 +221,20 @@ impl IdentityProvider {
             ));
         };
         match self
-            .authenticate_client(tenant, &client_id, &secret)
+            .authenticate_client(
+                tenant,
+                &client_id,
+                &secret,
+                request.client_address.as_deref(),
+            )
             .await
             .map_err(storage_failure)?
         {
             Ok(app) => Ok(app),
             Err(ClientAuthError::UnknownApp) => Err(unknown_app(&client_id, tenant)),
+            Err(ClientAuthError::LockedOut(lockout)) => {
+                Err(crate::grant::locked_out(&client_id, lockout))
+            }
             Err(ClientAuthError::WrongSecret) => Err(GrantError::new(
                 "invalid_client",
                 7000215,

@@ -114,7 +114,7 @@ pub(crate) fn unknown_app(client_id: &str, tenant: &str) -> GrantError {
 }
 
 /// AADSTS50053: too many failed sign-ins; answered with 429 and `Retry-After`.
-fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> GrantError {
+pub(crate) fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> GrantError {
     let (what, retry_after_secs) = match lockout {
         crate::lockout::Lockout::Client { retry_after_secs } => {
             (format!("application '{client_id}'"), retry_after_secs)

@@ -233,6 +233,7 @@ async fn issue_token(
     peer: Option<PeerAddr>,
     headers: &HeaderMap,
     body: &Bytes,
+    version: TokenVersion,
 ) -> Result<Response, OAuthError> {
     let request = parse_form(headers, body, origin, peer)?;
     let response = app.identity.token(tenant, version, &request).await?;
