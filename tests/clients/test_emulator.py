@@ -1,0 +1,95 @@
+"""iocd as a test double, the way an integration suite uses it (and the README shows): one
+`iocd serve --in-memory --emulator` per module, a reset before each test, the well-known
+credentials, and an injected 429 that the client under test must wait out."""
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import _wait_healthy, free_port, iocd_binary
+
+# The emulator's well-known development credentials (docs/compatibility.md, "Emulator controls").
+TENANT = "10cd0000-0000-4000-8000-000000000001"
+CLIENT_ID = "10cd0000-0000-4000-8000-0000000000a1"
+CLIENT_SECRET = "iocd-emulator-secret-not-for-production"
+RESOURCE = "https://api.securitycenter.microsoft.com"
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    """A throw-away iocd: in memory, emulator controls on, gone when the module ends."""
+    with tempfile.TemporaryDirectory(prefix="iocd-emulator-") as tmp:
+        log = Path(tmp) / "iocd.log"
+        port = free_port()
+        with open(log, "w") as out:
+            process = subprocess.Popen(
+                [str(iocd_binary()), "serve", "--in-memory", "--emulator",
+                 "--listen", f"127.0.0.1:{port}"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "RUST_LOG": "warn"},
+            )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(process, base, log)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def defender(emulator):
+    """A clean emulator and a session holding a token, as a connector would get one."""
+    # From loopback, while no app holds Iocd.Admin, the controls need no token.
+    requests.post(f"{emulator}/_iocd/reset", timeout=10).raise_for_status()
+    requests.delete(f"{emulator}/_iocd/faults", timeout=10).raise_for_status()
+    token = requests.post(
+        f"{emulator}/{TENANT}/oauth2/v2.0/token",
+        data={"grant_type": "client_credentials", "client_id": CLIENT_ID,
+              "client_secret": CLIENT_SECRET, "scope": f"{RESOURCE}/.default"},
+        timeout=10,
+    ).json()["access_token"]
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    session.base = emulator
+    yield session
+    session.close()
+
+
+def indicator(value: str) -> dict:
+    return {"indicatorValue": value, "indicatorType": "DomainName", "action": "Block",
+            "title": "emulator", "description": "written by a test"}
+
+
+def test_each_test_starts_from_an_empty_store(defender):
+    created = defender.post(f"{defender.base}/api/indicators", json=indicator("one.example"), timeout=10)
+    assert created.status_code == 200, created.text
+    listed = defender.get(f"{defender.base}/api/indicators", timeout=10).json()
+    assert [i["indicatorValue"] for i in listed["value"]] == ["one.example"]
+
+
+def test_the_reset_left_nothing_behind(defender):
+    listed = defender.get(f"{defender.base}/api/indicators", timeout=10).json()
+    assert listed["value"] == []
+
+
+def test_an_injected_429_is_marked_and_then_gone(defender):
+    rule = requests.post(
+        f"{defender.base}/_iocd/faults",
+        json={"family": "submit", "status": 429, "retryAfter": 1, "count": 1},
+        timeout=10,
+    )
+    assert rule.status_code in (200, 201), rule.text
+    throttled = defender.post(f"{defender.base}/api/indicators", json=indicator("two.example"), timeout=10)
+    assert throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "1"
+    assert throttled.headers["x-iocd-fault"] == str(rule.json()["id"])
+    assert throttled.json()["error"]["code"]
+    # The rule was for one call only: the retry a client makes after Retry-After lands.
+    retried = defender.post(f"{defender.base}/api/indicators", json=indicator("two.example"), timeout=10)
+    assert retried.status_code == 200, retried.text
+    assert "x-iocd-fault" not in retried.headers
