@@ -1,10 +1,10 @@
 //! What a connection may hold: how long it may take to send a request's headers and body, how
 //! long it may stay open doing nothing, and how many connections may be open at once. Every
-//! listener and tunnel (`transport.rs`) serves its connections through [`Connections`], so a
+//! listener and tunnel (`transport.rs`) serves its connections through `Connections`, so a
 //! client that opens connections and sends nothing, or sends headers a byte at a time, cannot
 //! hold the server's descriptors.
 //!
-//! Each connection has an [`Activity`]: the bytes it reads outside a request start the header
+//! Each connection has an `Activity`: the bytes it reads outside a request start the header
 //! clock, a request in flight stops every clock, and the end of a request (or a byte written)
 //! restarts the idle clock. A watchdog closes the connection when a clock runs out. When the
 //! connection cap is reached, a new connection evicts the oldest one without a request in

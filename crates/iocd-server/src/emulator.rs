@@ -3,7 +3,7 @@
 //! ([`ServerConfig::emulator`](crate::ServerConfig::emulator)); without it every `/_iocd/`
 //! route answers 404 as if it did not exist.
 //!
-//! Who may call them ([`guard`]): a caller whose token carries `Iocd.Admin`; or, when no app
+//! Who may call them (`guard`): a caller whose token carries `Iocd.Admin`; or, when no app
 //! holds that role, anyone connecting from loopback without a token (a test on the same
 //! machine, as with LocalStack or Azurite).
 

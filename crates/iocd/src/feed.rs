@@ -13,7 +13,7 @@ use crate::client::{ApiClient, ServerArgs};
 pub struct FeedArgs {
     /// The feed: edl-ip, edl-domain, edl-url, fortigate-ip, fortigate-domain, fortigate-url,
     /// fortigate-hash, rpz, suricata-sha256, suricata-md5, suricata-ip, zeek-intel or
-    /// text-<indicatorType>.
+    /// text-TYPE (an indicator type, such as text-DomainName).
     pub format: String,
     /// A feed option NAME=VALUE (action=Block,Warn, deviceGroup=…, minSeverity=High, type=…,
     /// max=N, subdomains=false, policy=nxdomain|nodata|drop|cname:NAME). Repeatable.

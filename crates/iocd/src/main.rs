@@ -169,8 +169,8 @@ enum AppsCommand {
 
 #[derive(Subcommand)]
 enum TenantsCommand {
-    /// Let authority URLs name the tenant by a domain, as Entra accepts
-    /// https://login.microsoftonline.com/contoso.onmicrosoft.com: token, discovery and key
+    /// Let authority URLs name the tenant by a domain, as Entra accepts in
+    /// login.microsoftonline.com/contoso.onmicrosoft.com: token, discovery and key
     /// endpoints then answer under /DOMAIN/… as under /TENANT/….
     Alias {
         #[command(flatten)]
