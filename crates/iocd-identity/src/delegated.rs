@@ -166,16 +166,28 @@ impl IdentityProvider {
         version: TokenVersion,
         request: &TokenRequest,
     ) -> Result<TokenResponse, GrantError> {
+        let kind = request.get("grant_type");
+        if !matches!(
+            kind,
+            Some(
+                "password"
+                    | "refresh_token"
+                    | "authorization_code"
+                    | DEVICE_CODE_GRANT_TYPE
+                    | "device_code"
+            )
+        ) {
+            return self.grant(tenant, version, request).await.map(Into::into);
+        }
+        // The authority URL may name the tenant by a domain alias: what follows works on its id.
+        let tenant = &self.require_tenant(tenant, "invalid_request").await?;
         // The caller's address keys the per-address limit on wrong passwords.
         let source = request.client_address.as_deref().unwrap_or("");
-        match request.get("grant_type") {
+        match kind {
             Some("password") => self.password_grant(tenant, version, request, source).await,
             Some("refresh_token") => self.refresh_grant(tenant, version, request).await,
             Some("authorization_code") => self.code_grant(tenant, version, request).await,
-            Some(DEVICE_CODE_GRANT_TYPE | "device_code") => {
-                self.device_code_grant(tenant, version, request).await
-            }
-            _ => self.grant(tenant, version, request).await.map(Into::into),
+            _ => self.device_code_grant(tenant, version, request).await,
         }
     }
 
@@ -243,12 +255,12 @@ impl IdentityProvider {
         }
     }
 
+    /// The app `client_id` of the tenant whose id (not alias) is `tenant`.
     async fn app_in_tenant(
         &self,
         tenant: &str,
         client_id: &str,
     ) -> Result<AppRegistration, GrantError> {
-        self.require_tenant(tenant, "invalid_request").await?;
         self.store()
             .find_app(tenant, client_id)
             .await
@@ -644,6 +656,7 @@ impl IdentityProvider {
         version: TokenVersion,
         request: &TokenRequest,
     ) -> Result<DeviceAuthorization, GrantError> {
+        let tenant = &self.require_tenant(tenant, "invalid_request").await?;
         let client_id = request
             .get("client_id")
             .ok_or_else(|| GrantError::missing_parameter("client_id"))?;
@@ -762,6 +775,10 @@ impl IdentityProvider {
         if request.client_id.is_empty() {
             return Err(AuthorizeError(GrantError::missing_parameter("client_id")));
         }
+        let tenant = &self
+            .require_tenant(tenant, "invalid_request")
+            .await
+            .map_err(AuthorizeError)?;
         let app = self
             .app_in_tenant(tenant, &request.client_id)
             .await
@@ -801,6 +818,7 @@ impl IdentityProvider {
         password: &str,
         source: &str,
     ) -> Result<String, GrantError> {
+        let tenant = &self.require_tenant(tenant, "invalid_request").await?;
         if request.response_type != "code" {
             return Err(GrantError::new(
                 "unsupported_response_type",

@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use iocd_identity::{create_user, set_app_sign_in, Role, UserRole};
+use iocd_identity::{add_tenant_alias, create_user, set_app_sign_in, Role, UserRole};
 use iocd_testkit::*;
 use reqwest::Method;
 use serde_json::Value;
@@ -560,7 +560,53 @@ async fn the_app_roles_of_a_client_are_not_the_users() {
     assert_eq!(status, 403);
 }
 
+async fn a_tenant_alias_names_the_tenant_in_every_flow() {
+    let f = fixture().await;
+    add_tenant_alias(f.server.identity.as_ref(), &f.tenant, "contoso.example")
+        .await
+        .unwrap();
+    let (status, body) = f
+        .form(
+            "/contoso.example/oauth2/v2.0/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", &f.public_client),
+                ("username", "alice@contoso.example"),
+                ("password", PASSWORD),
+                ("scope", SCOPE),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["tid"],
+        f.tenant.as_str()
+    );
+    let (status, started) = f
+        .form(
+            "/contoso.example/oauth2/v2.0/devicecode",
+            &[("client_id", &f.public_client), ("scope", SCOPE)],
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let page = f
+        .server
+        .client
+        .get(f.server.url("/contoso.example/oauth2/v2.0/authorize"))
+        .query(&[
+            ("client_id", f.public_client.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", "http://localhost:8765/done"),
+            ("scope", SCOPE),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+}
+
 on_every_backend!(
+    a_tenant_alias_names_the_tenant_in_every_flow,
     a_password_sign_in_gives_a_delegated_token_that_writes_as_the_user,
     a_delegated_call_needs_the_users_role,
     a_wrong_password_reads_the_same_for_unknown_users_and_locks_out,
