@@ -17,8 +17,10 @@ use iocd_store::{AppRegistration, SignInGrant, UserRecord};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::grant::{GrantError, GrantedToken, TokenRequest};
-use crate::provider::{ClientAuthError, IdentityProvider};
+use crate::grant::{
+    missing_client_credential, storage_failure, unknown_app, GrantError, GrantedToken, TokenRequest,
+};
+use crate::provider::IdentityProvider;
 
 /// The RFC 8628 grant type of device-code polling (v2); the v1 endpoint also takes `device_code`.
 pub const DEVICE_CODE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -108,11 +110,6 @@ fn after(now: Timestamp, lifetime: Duration) -> Timestamp {
 
 fn invalid_grant(code: u32, description: impl Into<String>) -> GrantError {
     GrantError::new("invalid_grant", code, description)
-}
-
-fn storage_failure(e: iocd_store::StoreError) -> GrantError {
-    tracing::error!(error = %e, "storage failure in a delegated sign-in");
-    GrantError::temporarily_unavailable()
 }
 
 /// The user code people type: dashes, spaces and case are forgiven.
@@ -225,34 +222,9 @@ impl IdentityProvider {
             }
             return Ok(app);
         }
-        let Some(secret) = secret else {
-            return Err(GrantError::new(
-                "invalid_client",
-                7000218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-            ));
-        };
-        match self
-            .authenticate_client(
-                tenant,
-                &client_id,
-                &secret,
-                request.client_address.as_deref(),
-            )
+        let secret = secret.ok_or_else(missing_client_credential)?;
+        self.client_by_secret(tenant, &client_id, &secret, request)
             .await
-            .map_err(storage_failure)?
-        {
-            Ok(app) => Ok(app),
-            Err(ClientAuthError::UnknownApp) => Err(unknown_app(&client_id, tenant)),
-            Err(ClientAuthError::LockedOut(lockout)) => {
-                Err(crate::grant::locked_out(&client_id, lockout))
-            }
-            Err(ClientAuthError::WrongSecret) => Err(GrantError::new(
-                "invalid_client",
-                7000215,
-                format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value of app '{client_id}'."),
-            )),
-        }
     }
 
     /// The app `client_id` of the tenant whose id (not alias) is `tenant`.
@@ -1030,16 +1002,6 @@ enum Redeem {
     Expired,
     Replayed,
     Failed(GrantError),
-}
-
-fn unknown_app(client_id: &str, tenant: &str) -> GrantError {
-    GrantError::new(
-        "invalid_client",
-        700016,
-        format!(
-            "Application with identifier '{client_id}' was not found in the directory '{tenant}'."
-        ),
-    )
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ pub(crate) fn unknown_app(client_id: &str, tenant: &str) -> GrantError {
 }
 
 /// AADSTS50053: too many failed sign-ins; answered with 429 and `Retry-After`.
-pub(crate) fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> GrantError {
+fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> GrantError {
     let (what, retry_after_secs) = match lockout {
         crate::lockout::Lockout::Client { retry_after_secs } => {
             (format!("application '{client_id}'"), retry_after_secs)
@@ -133,12 +133,51 @@ pub(crate) fn locked_out(client_id: &str, lockout: crate::lockout::Lockout) -> G
     }
 }
 
-fn storage_failure(e: iocd_store::StoreError) -> GrantError {
+/// AADSTS7000218: a confidential client sent neither a secret nor an assertion.
+pub(crate) fn missing_client_credential() -> GrantError {
+    GrantError::new(
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
+}
+
+pub(crate) fn storage_failure(e: iocd_store::StoreError) -> GrantError {
     tracing::error!(error = %e, "storage failure at the token endpoint");
     GrantError::temporarily_unavailable()
 }
 
 impl IdentityProvider {
+    /// Authenticates a client by its secret (from the request's address, for the failure
+    /// limits), with Entra's answer to each failure. Every grant that takes a secret uses it.
+    pub(crate) async fn client_by_secret(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        client_secret: &str,
+        request: &TokenRequest,
+    ) -> Result<iocd_store::AppRegistration, GrantError> {
+        match self
+            .authenticate_client(
+                tenant,
+                client_id,
+                client_secret,
+                request.client_address.as_deref(),
+            )
+            .await
+            .map_err(storage_failure)?
+        {
+            Ok(registration) => Ok(registration),
+            Err(ClientAuthError::UnknownApp) => Err(unknown_app(client_id, tenant)),
+            Err(ClientAuthError::LockedOut(lockout)) => Err(locked_out(client_id, lockout)),
+            Err(ClientAuthError::WrongSecret) => Err(GrantError::new(
+                "invalid_client",
+                7000215,
+                format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value of app '{client_id}'."),
+            )),
+        }
+    }
+
     /// The id of the tenant an authority URL names (by its id or by a domain alias), or the
     /// refusal a token, discovery or key request gets (`error` is its OAuth2 error).
     pub async fn require_tenant(
@@ -219,39 +258,15 @@ impl IdentityProvider {
                     .to_string(),
                 request
                     .get("client_secret")
-                    .ok_or_else(|| {
-                        GrantError::new(
-                            "invalid_client",
-                            7000218,
-                            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-                        )
-                    })?
+                    .ok_or_else(missing_client_credential)?
                     .to_string(),
             ),
         };
         // Cheap checks first: an unknown resource costs no argon2 verification.
         let audience = self.requested_audience(request, version)?;
-        let registration = match self
-            .authenticate_client(
-                tenant,
-                &client_id,
-                &client_secret,
-                request.client_address.as_deref(),
-            )
-            .await
-            .map_err(storage_failure)?
-        {
-            Ok(registration) => registration,
-            Err(ClientAuthError::UnknownApp) => return Err(unknown_app(&client_id, tenant)),
-            Err(ClientAuthError::LockedOut(lockout)) => return Err(locked_out(&client_id, lockout)),
-            Err(ClientAuthError::WrongSecret) => {
-                return Err(GrantError::new(
-                    "invalid_client",
-                    7000215,
-                    format!("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value of app '{client_id}'."),
-                ))
-            }
-        };
+        let registration = self
+            .client_by_secret(tenant, &client_id, &client_secret, request)
+            .await?;
         let signing_key = self.current_key_ring().await.active().clone();
         self.issue(&signing_key, registration, audience, version, request)
     }
