@@ -364,11 +364,10 @@ impl IdentityProvider {
             .map_err(storage_failure)?;
         // An unknown user costs the same argon2 verification as a wrong password, so timing does
         // not tell which names exist.
-        let hash = match &user {
-            Some(user) => user.password_hash.clone(),
-            None => self.decoy_password_hash().await,
-        };
-        let verified = self.verify_with_permit(password, &hash).await && user.is_some();
+        let hash = user.as_ref().map_or(self.decoy_password_hash(), |user| {
+            user.password_hash.as_str()
+        });
+        let verified = self.verify_with_permit(password, hash).await && user.is_some();
         match user {
             Some(user) if verified => {
                 self.sign_in_failures().clear(&user_key);

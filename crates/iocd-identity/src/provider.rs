@@ -255,8 +255,8 @@ impl IdentityProvider {
 
     /// The hash an unknown user's password is verified against (the same one unknown client
     /// ids use), so a missing user costs the same argon2 run as a wrong password.
-    pub(crate) async fn decoy_password_hash(&self) -> String {
-        self.dummy_hash.clone()
+    pub(crate) fn decoy_password_hash(&self) -> &str {
+        &self.dummy_hash
     }
 
     /// argon2 verification on a blocking thread, at most one per core at once.
@@ -378,17 +378,10 @@ impl IdentityProvider {
         if let Some(lockout) = lockouts.check(tenant_id, client_id, address) {
             return Ok(Err(ClientAuthError::LockedOut(lockout)));
         }
-        let verified = {
-            // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = self.argon2_permits.acquire().await;
-            let secret = client_secret.to_string();
-            let hash = app
-                .as_ref()
-                .map_or_else(|| self.dummy_hash.clone(), |app| app.secret_hash.clone());
-            tokio::task::spawn_blocking(move || iocd_auth::verify_secret(&secret, &hash))
-                .await
-                .unwrap_or(false)
-        };
+        let hash = app
+            .as_ref()
+            .map_or(self.dummy_hash.as_str(), |app| app.secret_hash.as_str());
+        let verified = self.verify_with_permit(client_secret, hash).await;
         let app = match app {
             Some(app) if verified => app,
             unknown_or_wrong => {

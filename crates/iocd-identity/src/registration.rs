@@ -73,6 +73,15 @@ pub fn validate_tenant_id(tenant_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// argon2id of a secret or password, on a blocking thread (it takes tens of milliseconds of
+/// CPU); a failure of that thread is an internal error, not the caller's.
+pub(crate) async fn hash_on_blocking_thread(secret: &str) -> Result<String, RegisterError> {
+    let secret = secret.to_string();
+    tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
+        .await
+        .map_err(|e| RegisterError::Internal(e.to_string()))
+}
+
 /// Registers an app: a new client id and secret, the secret stored only as an argon2id hash.
 pub async fn register_app(
     store: &dyn IdentityStore,
@@ -82,10 +91,7 @@ pub async fn register_app(
 ) -> Result<NewAppCredentials, RegisterError> {
     check_app(tenant_id, display_name)?;
     let client_secret = iocd_auth::generate_client_secret();
-    let secret = client_secret.clone();
-    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
-        .await
-        .map_err(|e| RegisterError::Internal(e.to_string()))?;
+    let secret_hash = hash_on_blocking_thread(&client_secret).await?;
     let app = insert_app(store, tenant_id, display_name, roles, secret_hash).await?;
     Ok(NewAppCredentials {
         tenant_id: app.tenant_id,
@@ -307,10 +313,7 @@ pub async fn ensure_well_known_app(
         }
         store.delete_app(&app.tenant_id, &app.client_id).await?;
     }
-    let secret = credentials.client_secret.clone();
-    let secret_hash = tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&secret))
-        .await
-        .map_err(|e| RegisterError::Internal(e.to_string()))?;
+    let secret_hash = hash_on_blocking_thread(&credentials.client_secret).await?;
     let app = AppRegistration {
         tenant_id: credentials.tenant_id.clone(),
         client_id: credentials.client_id.clone(),

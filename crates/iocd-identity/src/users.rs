@@ -7,7 +7,7 @@
 use iocd_domain::time;
 use iocd_store::{AppSignIn, IdentityStore, UserInsertError, UserRecord};
 
-use crate::registration::{validate_tenant_id, RegisterError};
+use crate::registration::{hash_on_blocking_thread, validate_tenant_id, RegisterError};
 use crate::roles::Role;
 
 const MAX_UPN_CHARS: usize = 256;
@@ -114,14 +114,6 @@ pub fn generate_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// argon2id on a blocking thread: it takes tens of milliseconds of CPU.
-pub(crate) async fn hash_password(password: &str) -> Result<String, RegisterError> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || iocd_auth::hash_secret(&password))
-        .await
-        .map_err(|e| RegisterError::Internal(e.to_string()))
-}
-
 /// Creates a user of `tenant_id` with `roles`, with the given password or a generated one.
 pub async fn create_user(
     store: &dyn IdentityStore,
@@ -154,7 +146,7 @@ pub async fn create_user(
     }
     let generated = password.is_none().then(generate_password);
     let password_hash =
-        hash_password(password.or(generated.as_deref()).unwrap_or_default()).await?;
+        hash_on_blocking_thread(password.or(generated.as_deref()).unwrap_or_default()).await?;
     let mut role_names: Vec<String> = Vec::new();
     for role in roles {
         if !role_names.iter().any(|r| r == role.as_str()) {
@@ -197,7 +189,7 @@ pub async fn set_password(
     password: &str,
 ) -> Result<bool, RegisterError> {
     validate_password(password).map_err(RegisterError::Invalid)?;
-    let hash = hash_password(password).await?;
+    let hash = hash_on_blocking_thread(password).await?;
     Ok(store
         .set_user_password(tenant_id, upn, &hash, time::now())
         .await?)
