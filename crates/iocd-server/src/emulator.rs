@@ -7,10 +7,8 @@
 //! holds that role, anyone connecting from loopback without a token (a test on the same
 //! machine, as with LocalStack or Azurite).
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::transport::{PeerAddr, ServedOverTls};
 use crate::AppState;
 
 /// The `createdBy` of seeded indicators.
@@ -71,10 +70,14 @@ async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Respons
         }
         parts.extensions.insert(caller);
     } else {
-        let from_loopback = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
+        // A TLS call (the HTTPS listener, or a CONNECT tunnel a loopback client may open for
+        // anyone) never counts as loopback: only the plain listener's own peers do.
+        let over_tls = parts.extensions.get::<ServedOverTls>().is_some();
+        let from_loopback = !over_tls
+            && parts
+                .extensions
+                .get::<PeerAddr>()
+                .is_some_and(|PeerAddr(peer)| peer.ip().is_loopback());
         let admin_exists =
             match iocd_identity::admin_app_exists(app.identity.store().as_ref()).await {
                 Ok(exists) => exists,

@@ -260,16 +260,7 @@ impl Serving {
                     }
                 });
             } else {
-                let plain_app = plain_app.clone();
-                // The peer's address (`ConnectInfo`) on the plain listener's requests: the
-                // emulator controls trust loopback callers.
-                let service = tower::service_fn(move |mut req: Request| {
-                    if let Some(peer) = peer {
-                        req.extensions_mut()
-                            .insert(axum::extract::ConnectInfo(peer));
-                    }
-                    plain_app.clone().oneshot(req)
-                });
+                let service = plain_app.clone();
                 tokio::spawn(async move {
                     let io = Tracked::new(stream, slot.activity.clone());
                     if let Err(e) = serve_http(io, service, watcher, slot, limits, peer).await {
