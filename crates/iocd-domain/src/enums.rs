@@ -83,6 +83,26 @@ impl IndicatorType {
             _ => None,
         }
     }
+
+    /// The actions Defender's portal offers for this type (reference §11.1): no
+    /// `BlockAndRemediate` for network indicators, certificates only `Allowed` and
+    /// `BlockAndRemediate`. The API does not enforce this table (real API-created rows break
+    /// it); iocd's portal offers these.
+    pub fn portal_actions(self) -> &'static [Action] {
+        match self {
+            IndicatorType::FileSha1 | IndicatorType::FileMd5 | IndicatorType::FileSha256 => &[
+                Action::Allowed,
+                Action::Audit,
+                Action::Warn,
+                Action::Block,
+                Action::BlockAndRemediate,
+            ],
+            IndicatorType::IpAddress | IndicatorType::DomainName | IndicatorType::Url => {
+                &[Action::Allowed, Action::Audit, Action::Warn, Action::Block]
+            }
+            IndicatorType::CertificateThumbprint => &[Action::Allowed, Action::BlockAndRemediate],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +119,18 @@ mod tests {
             IndicatorType::parse("indicatorType", "Url").unwrap(),
             IndicatorType::Url
         );
+    }
+
+    #[test]
+    fn the_portal_offers_defenders_actions_per_type() {
+        assert!(!IndicatorType::Url
+            .portal_actions()
+            .contains(&Action::BlockAndRemediate));
+        assert_eq!(
+            IndicatorType::CertificateThumbprint.portal_actions(),
+            [Action::Allowed, Action::BlockAndRemediate]
+        );
+        assert_eq!(IndicatorType::FileMd5.portal_actions().len(), 5);
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct AuthorizationRequest {
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
+    /// The scheme, host and port the browser called the authorization endpoint at
+    /// (`https://iocd.example`): a path-only registered redirect URI is allowed on it alone.
+    pub served_origin: String,
 }
 
 /// Why an authorization request cannot even be answered at its redirect URI (the page shows the
@@ -140,10 +143,19 @@ fn pkce_matches(verifier: &str, challenge: &str, method: &str) -> bool {
     }
 }
 
-/// Whether a redirect URI is one the app registered, or, for a public client, any port of
-/// `http://localhost` (Entra lets native apps listen on a port of their choosing).
-fn redirect_allowed(uri: &str, registered: &[String], public_client: bool) -> bool {
-    if registered.iter().any(|r| r == uri) {
+/// Whether a redirect URI is one the app registered (a path-only registration, such as the
+/// portal's, on `served_origin` only), or, for a public client, any port of `http://localhost`
+/// (Entra lets native apps listen on a port of their choosing).
+fn redirect_allowed(
+    uri: &str,
+    registered: &[String],
+    public_client: bool,
+    served_origin: &str,
+) -> bool {
+    if registered
+        .iter()
+        .any(|r| r == uri || crate::portal::same_origin_redirect(uri, r, served_origin))
+    {
         return true;
     }
     public_client
@@ -764,6 +776,7 @@ impl IdentityProvider {
             &request.redirect_uri,
             &settings.redirect_uris,
             settings.public_client,
+            &request.served_origin,
         ) {
             return Err(AuthorizeError(GrantError::new(
                 "invalid_request",
@@ -1023,28 +1036,38 @@ mod tests {
         assert!(redirect_allowed(
             "https://app.example/cb",
             &registered,
-            false
+            false,
+            ""
         ));
         assert!(!redirect_allowed(
             "http://localhost:8400",
             &registered,
-            false
+            false,
+            ""
         ));
-        assert!(redirect_allowed("http://localhost:8400", &registered, true));
+        assert!(redirect_allowed(
+            "http://localhost:8400",
+            &registered,
+            true,
+            ""
+        ));
         assert!(redirect_allowed(
             "http://127.0.0.1:5000/x",
             &registered,
-            true
+            true,
+            ""
         ));
         assert!(!redirect_allowed(
             "http://evil.example:80",
             &registered,
-            true
+            true,
+            ""
         ));
         assert!(!redirect_allowed(
             "https://app.example/cb2",
             &registered,
-            true
+            true,
+            ""
         ));
     }
 

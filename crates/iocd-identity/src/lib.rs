@@ -14,6 +14,7 @@ mod delegated;
 mod grant;
 mod keys;
 mod lockout;
+mod portal;
 mod provider;
 mod registration;
 mod roles;
@@ -41,15 +42,16 @@ pub use keys::{
     DEFAULT_KEY_RELOAD_INTERVAL,
 };
 pub use lockout::{FailedAuthLimits, Lockout, Lockouts, FAILURE_METER_SLOT};
+pub use portal::{ensure_portal_client, portal_client_id, PORTAL_APP_NAME, PORTAL_CALLBACK_PATH};
 pub use provider::{ClientAuthError, IdentityProvider};
 pub use registration::{
     add_tenant_alias, admin_app_exists, bootstrap_development_app, ensure_well_known_app,
-    register_app, register_certificate_app, validate_domain, validate_tenant_id, NewAppCredentials,
-    NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, EMULATOR_CLIENT_ID,
+    register_app, register_certificate_app, set_app_roles, validate_domain, validate_tenant_id,
+    NewAppCredentials, NewCertificateApp, RegisterError, DEVELOPMENT_APP_NAME, EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET, EMULATOR_TENANT_ID, NO_SECRET,
 };
 pub use roles::{Caller, MissingRoles, Role, SignedInUser, ADMIN_ROLES, READ_ROLES, WRITE_ROLES};
 pub use users::{
-    create_user, generate_password, set_app_sign_in, set_password, validate_redirect_uri,
-    validate_upn, NewUser, UserRole, MIN_PASSWORD_CHARS,
+    create_user, generate_password, set_app_sign_in, set_password, set_user_roles,
+    validate_redirect_uri, validate_upn, NewUser, UserRole, MIN_PASSWORD_CHARS,
 };

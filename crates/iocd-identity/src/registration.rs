@@ -100,6 +100,24 @@ pub async fn register_app(
     })
 }
 
+/// Replaces an app's application roles (none is allowed: an app that only signs people in);
+/// false when the tenant has no such app. Tokens already issued keep their roles until they
+/// expire.
+pub async fn set_app_roles(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    client_id: &str,
+    roles: &[Role],
+) -> Result<bool, RegisterError> {
+    let mut names: Vec<String> = Vec::new();
+    for role in roles {
+        if !names.iter().any(|r| r == role.as_str()) {
+            names.push(role.as_str().to_string());
+        }
+    }
+    Ok(store.set_app_roles(tenant_id, client_id, &names).await?)
+}
+
 /// A new app whose credential is a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

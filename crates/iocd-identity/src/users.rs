@@ -181,6 +181,29 @@ pub async fn create_user(
     })
 }
 
+/// Replaces a user's roles (at least one); false when the user does not exist. Tokens already
+/// issued keep their roles until they expire.
+pub async fn set_user_roles(
+    store: &dyn IdentityStore,
+    tenant_id: &str,
+    upn: &str,
+    roles: &[UserRole],
+) -> Result<bool, RegisterError> {
+    if roles.is_empty() {
+        return Err(RegisterError::Invalid(format!(
+            "give the user at least one role: {}",
+            UserRole::names()
+        )));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for role in roles {
+        if !names.iter().any(|r| r == role.as_str()) {
+            names.push(role.as_str().to_string());
+        }
+    }
+    Ok(store.set_user_roles(tenant_id, upn, &names).await?)
+}
+
 /// Replaces a user's password (ending their sessions); false when the user does not exist.
 pub async fn set_password(
     store: &dyn IdentityStore,

@@ -131,4 +131,16 @@ impl RateLimiter for BackgroundRedisLimiter {
             ))),
         }
     }
+
+    async fn usage(
+        &self,
+        tenant: &str,
+        app: &str,
+        family: Family,
+    ) -> Result<Option<crate::Usage>, LimiterError> {
+        match self.shared.limiter.get() {
+            Some(limiter) => limiter.usage(tenant, app, family).await,
+            None => Ok(None),
+        }
+    }
 }

@@ -118,12 +118,55 @@ pub(crate) fn admit(windows: &[GcraWindow], tats: &mut [u64], now_us: u64) -> Ve
     Verdict::Admitted
 }
 
+/// How many calls each window would admit at `now_us`, without admitting any (`tats[i]` belongs
+/// to `windows[i]`; 0 = never used). A window's TAT runs `interval` ahead per call counted, and a
+/// call fits while the TAT stays within `burst` of now.
+pub(crate) fn usage(windows: &[GcraWindow], tats: &[u64], now_us: u64) -> crate::Usage {
+    crate::Usage {
+        windows: windows
+            .iter()
+            .zip(tats)
+            .map(|(window, tat)| {
+                let room = window.burst_us.saturating_sub(tat.saturating_sub(now_us));
+                crate::WindowUsage {
+                    limit: window.window.limit,
+                    period: window.window.period,
+                    remaining: u32::try_from(room / window.interval_us)
+                        .unwrap_or(u32::MAX)
+                        .min(window.window.limit),
+                }
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn gcra(limit: u32, period_ms: u64) -> GcraWindow {
         GcraWindow::new(Window::new(limit, Duration::from_millis(period_ms)))
+    }
+
+    #[test]
+    fn usage_counts_down_with_each_call_and_back_up_with_time() {
+        // 3 calls per 3 s: one call occupies a second (1,000,000 µs).
+        let windows = [gcra(3, 3_000)];
+        let mut tats = [0u64];
+        let start = 10_000_000;
+        assert_eq!(usage(&windows, &tats, start).windows[0].remaining, 3);
+        assert_eq!(admit(&windows, &mut tats, start), Verdict::Admitted);
+        assert_eq!(admit(&windows, &mut tats, start), Verdict::Admitted);
+        let now = usage(&windows, &tats, start).windows[0];
+        assert_eq!((now.remaining, now.limit), (1, 3));
+        assert_eq!(
+            usage(&windows, &tats, start + 1_000_000).windows[0].remaining,
+            2
+        );
+        assert_eq!(
+            usage(&windows, &tats, start + 9_000_000).windows[0].remaining,
+            3
+        );
     }
 
     #[test]

@@ -151,6 +151,22 @@ impl Decision {
     }
 }
 
+/// The current state of one (tenant, app, family): each window's room, in `Policy` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    pub windows: Vec<WindowUsage>,
+}
+
+/// One window's room right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Calls the window admits per `period`.
+    pub limit: u32,
+    pub period: Duration,
+    /// Calls it would admit now, at once.
+    pub remaining: u32,
+}
+
 /// The limiter could not decide. The server must fail closed (503), never admit the call silently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimiterError {
@@ -167,6 +183,18 @@ pub trait RateLimiter: Send + Sync {
         app: &str,
         family: Family,
     ) -> Result<Decision, LimiterError>;
+
+    /// How many calls each window of `family` would admit now for (tenant, app), without
+    /// counting a call; `None` when this limiter keeps no such state (limits switched off).
+    async fn usage(
+        &self,
+        tenant: &str,
+        app: &str,
+        family: Family,
+    ) -> Result<Option<Usage>, LimiterError> {
+        let _ = (tenant, app, family);
+        Ok(None)
+    }
 
     /// Forgets the windows of one tenant, or of every tenant (the emulator's reset): its next
     /// calls are counted from nothing.

@@ -155,6 +155,25 @@ impl RateLimiter for MemoryLimiter {
         Ok(self.check_at(tenant, app, family, self.now_us()))
     }
 
+    async fn usage(
+        &self,
+        tenant: &str,
+        app: &str,
+        family: Family,
+    ) -> Result<Option<crate::Usage>, LimiterError> {
+        let windows = self.policy.windows(family);
+        let shard_index = self.shard_hasher.hash_one((tenant, app, family)) as usize % SHARD_COUNT;
+        let key = LimitKey {
+            tenant: tenant.into(),
+            app: app.into(),
+            family,
+        };
+        let shard = lock(&self.shards[shard_index]);
+        let never_used = vec![0; windows.len()].into_boxed_slice();
+        let tats = shard.tats_by_key.get(&key).unwrap_or(&never_used);
+        Ok(Some(crate::gcra::usage(windows, tats, self.now_us())))
+    }
+
     async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
         for shard in self.shards.iter() {
             lock(shard)

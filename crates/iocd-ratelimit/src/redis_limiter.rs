@@ -179,6 +179,41 @@ impl RateLimiter for RedisLimiter {
         self.check_with_clock(tenant, app, family, None).await
     }
 
+    async fn usage(
+        &self,
+        tenant: &str,
+        app: &str,
+        family: Family,
+    ) -> Result<Option<crate::Usage>, LimiterError> {
+        let windows = self.policy.windows(family);
+        let keys: Vec<String> = (0..windows.len())
+            .map(|index| self.key(tenant, app, family, index))
+            .collect();
+        let mut connection = self.connection.clone();
+        let work = async move {
+            // The script's clock: the Redis server's.
+            let (secs, micros): (u64, u64) =
+                redis::cmd("TIME").query_async(&mut connection).await?;
+            let tats: Vec<Option<u64>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("MGET")
+                    .arg(&keys)
+                    .query_async(&mut connection)
+                    .await?
+            };
+            Ok::<_, redis::RedisError>((secs * 1_000_000 + micros, tats))
+        };
+        let (now_us, tats) = tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| LimiterError::Unavailable("the rate-limit Redis did not answer".into()))?
+            .map_err(|error| {
+                LimiterError::Unavailable(format!("the rate-limit Redis failed: {error}"))
+            })?;
+        let tats: Vec<u64> = tats.into_iter().map(Option::unwrap_or_default).collect();
+        Ok(Some(crate::gcra::usage(windows, &tats, now_us)))
+    }
+
     async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
         let pattern = match tenant {
             Some(tenant) => format!(

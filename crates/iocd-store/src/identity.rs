@@ -103,6 +103,15 @@ pub trait IdentityStore: crate::users::UserStore + Send + Sync + 'static {
     /// Deletes the app; false when there was no such app in that tenant.
     async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError>;
 
+    /// Replaces the app's application roles; false when there was no such app in that tenant.
+    /// Tokens already issued keep the roles they carry until they expire.
+    async fn set_app_roles(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        roles: &[String],
+    ) -> Result<bool, StoreError>;
+
     /// Deletes every app of one tenant, or of every tenant; returns how many went. For the
     /// emulator's reset (`POST /_iocd/reset?all=true`).
     async fn delete_apps(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
@@ -356,6 +365,23 @@ macro_rules! impl_identity_store {
                     .bind(client_id)
                     .execute(&self.readers)
                     .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn set_app_roles(
+                &self,
+                tenant_id: &str,
+                client_id: &str,
+                roles: &[String],
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE apps SET roles = $3 WHERE tenant_id = $1 AND client_id = $2",
+                )
+                .bind(tenant_id)
+                .bind(client_id)
+                .bind($crate::identity::roles_json(roles))
+                .execute(&self.readers)
+                .await?;
                 Ok(done.rows_affected() > 0)
             }
 

@@ -89,6 +89,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// Deletes the user and every sign-in artefact issued to them; false when there was none.
     async fn delete_user(&self, tenant_id: &str, upn: &str) -> Result<bool, StoreError>;
 
+    /// Replaces the user's roles; false when no such user. Tokens already issued keep the roles
+    /// they carry until they expire.
+    async fn set_user_roles(
+        &self,
+        tenant_id: &str,
+        upn: &str,
+        roles: &[String],
+    ) -> Result<bool, StoreError>;
+
     /// Replaces the password hash and revokes the user's refresh tokens; false when no such user.
     async fn set_user_password(
         &self,
@@ -350,6 +359,23 @@ macro_rules! impl_user_store {
                 }
                 tx.commit().await?;
                 Ok(object_id.is_some())
+            }
+
+            async fn set_user_roles(
+                &self,
+                tenant_id: &str,
+                upn: &str,
+                roles: &[String],
+            ) -> Result<bool, $crate::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE users SET roles = $3 WHERE tenant_id = $1 AND upn_key = $2",
+                )
+                .bind(tenant_id)
+                .bind($crate::users::upn_key(upn))
+                .bind($crate::users::strings_json(roles))
+                .execute(&self.readers)
+                .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn set_user_password(
