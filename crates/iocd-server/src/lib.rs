@@ -9,12 +9,14 @@ pub mod extract;
 pub mod faults;
 pub mod feeds;
 pub mod handlers;
+mod html;
 pub mod identity;
 pub mod list;
 pub mod match_api;
 pub mod oauth;
 pub mod openapi;
 mod paths;
+pub mod portal;
 pub mod ratelimit;
 mod signin;
 pub mod transport;
@@ -108,6 +110,8 @@ pub struct AppState {
     pub matcher: Arc<MatchEngine>,
     /// The emulator's fault rules (`faults::inject`).
     pub faults: Arc<faults::Faults>,
+    /// The web portal's sessions (`/portal`).
+    pub portal: Arc<portal::Sessions>,
 }
 
 impl AppState {
@@ -141,6 +145,7 @@ impl AppState {
             Arc::new(IndexedStore::new(stores.indicators, matcher.clone()));
         let faults = Arc::new(faults::Faults::new(config.faults.clone()));
         Ok(AppState {
+            portal: Arc::new(portal::Sessions::default()),
             faults,
             store,
             matcher,
@@ -218,6 +223,7 @@ pub fn app(state: AppState) -> Router {
         .route("/iocd/v1/changes", get(changes::changes))
         .route("/iocd/v1/changes/stream", get(changes::change_stream))
         .merge(signin::routes())
+        .merge(portal::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))

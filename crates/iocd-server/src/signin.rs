@@ -16,11 +16,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use iocd_auth::TokenVersion;
 use iocd_identity::{AuthorizationRequest, GrantError};
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use serde_json::json;
 
-use crate::error::PassThroughError;
 use crate::extract::RequestOrigin;
+use crate::html;
 use crate::oauth::{oauth_error_response, parse_form};
 use crate::transport::PeerAddr;
 use crate::AppState;
@@ -85,47 +85,12 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddress {
 
 /// Sign-in pages must not be framed (clickjacking), cached, or run any script.
 fn page(status: StatusCode, title: &str, body: Markup) -> Response {
-    let document = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · iocd" }
-                style { (STYLE) }
-            }
-            body {
-                main {
-                    h1 { (title) }
-                    (body)
-                }
-            }
-        }
-    };
-    let mut response = (status, document).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    // A person reads these pages: an error stays a page, not the API's JSON envelope.
-    response.extensions_mut().insert(PassThroughError);
-    response
+    html::page_response(
+        status,
+        html::SIGN_IN_CSP,
+        html::document(title, html::Shell::Card, body),
+    )
 }
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f3f2f1;margin:0}\
-main{max-width:26rem;margin:4rem auto;background:#fff;padding:2rem;box-shadow:0 2px 6px #0002}\
-label{display:block;margin-top:1rem}input[type=text],input[type=password],input[type=email]\
-{width:100%;padding:.5rem;box-sizing:border-box}button{margin-top:1.5rem;padding:.5rem 1.5rem}\
-.error{color:#a4262c}.muted{color:#605e5c}";
 
 fn error_page(error: &GrantError) -> Response {
     page(
@@ -145,8 +110,12 @@ fn form_value(fields: &[(String, String)], name: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-fn authorization_request(fields: &[(String, String)]) -> AuthorizationRequest {
+fn authorization_request(
+    fields: &[(String, String)],
+    origin: &RequestOrigin,
+) -> AuthorizationRequest {
     AuthorizationRequest {
+        served_origin: origin.url.clone(),
         client_id: form_value(fields, "client_id").unwrap_or_default(),
         redirect_uri: form_value(fields, "redirect_uri").unwrap_or_default(),
         response_type: form_value(fields, "response_type").unwrap_or_default(),
@@ -198,13 +167,14 @@ fn sign_in_form(
 async fn authorize_page(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    origin: RequestOrigin,
     uri: axum::http::Uri,
 ) -> Response {
     let fields: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let request = authorization_request(&fields);
+    let request = authorization_request(&fields, &origin);
     let registered = match app
         .identity
         .check_authorization_request(&tenant, &request)
@@ -232,11 +202,12 @@ async fn authorize_submit(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     SourceAddress(source): SourceAddress,
+    origin: RequestOrigin,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let request = authorization_request(&fields);
+    let request = authorization_request(&fields, &origin);
     let registered = match app
         .identity
         .check_authorization_request(&tenant, &request)

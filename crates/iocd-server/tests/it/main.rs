@@ -15,6 +15,8 @@ mod import;
 mod keys;
 mod list;
 mod matching;
+mod portal;
+mod portal_browser;
 mod quota;
 mod ratelimit;
 mod routes;
