@@ -3,6 +3,7 @@
 //! ```text
 //! cargo bench -p iocd --bench throughput                 # SQLite, full run
 //! cargo bench -p iocd --bench throughput -- --quick      # small counts, a smoke run
+//! cargo bench -p iocd --bench throughput -- --parts changelog   # the change log's cost
 //! cargo bench -p iocd --bench throughput -- --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
@@ -105,6 +106,9 @@ enum Part {
     Updates,
     Import,
     List,
+    /// Single creates and imports with the change log and without it (`--no-change-log`), on
+    /// fresh stores, in alternating order: what the log costs the write path.
+    Changelog,
 }
 
 impl Settings {
@@ -674,6 +678,77 @@ async fn measure_iocd(s: &Settings) -> anyhow::Result<Measurements> {
     Ok(m)
 }
 
+/// Rounds of the change-log comparison; each runs both servers, in alternating order.
+const CHANGE_LOG_ROUNDS: usize = 2;
+
+/// Single creates and imports with the change log and without it, each on a fresh store.
+/// Rounds alternate which server goes first, so drift of the machine's speed over the run
+/// falls on both; each side keeps its best round.
+async fn measure_change_log(s: &Settings) -> anyhow::Result<Vec<Row>> {
+    let imports = s.large_store.min(200_000) as u64;
+    let mut best: [(f64, f64); 2] = [(0.0, 0.0); 2];
+    for round in 0..CHANGE_LOG_ROUNDS {
+        for step in 0..2 {
+            let logged = (round + step) % 2 == 0;
+            let (creates, imported) = write_path_with_log(s, logged, imports).await?;
+            let side = &mut best[usize::from(logged)];
+            side.0 = side.0.max(creates.requests_per_second());
+            side.1 = side.1.max(imported.items_per_second());
+        }
+    }
+    let [(creates_off, imports_off), (creates_on, imports_on)] = best;
+    Ok(vec![
+        throughput_row(
+            &format!("single creates, {} connections", s.connections),
+            "req/s",
+            creates_on,
+            Some(creates_off),
+        ),
+        throughput_row(
+            &format!(
+                "import of {imports}, {} items/call, {} connections",
+                IMPORT_BATCH, s.import_connections
+            ),
+            "ind/s",
+            imports_on,
+            Some(imports_off),
+        ),
+    ])
+}
+
+/// One server on a fresh store, with or without the change log: a phase of single creates,
+/// then `imports` imported indicators.
+async fn write_path_with_log(
+    s: &Settings,
+    logged: bool,
+    imports: u64,
+) -> anyhow::Result<(LoadResult, LoadResult)> {
+    let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
+    let database = s.fresh_database().await;
+    let iocd = Iocd::new(binary);
+    let mut serve = iocd.serve().database(&database.url).unthrottled();
+    if !logged {
+        serve = serve.arg("--no-change-log");
+    }
+    let server = serve.start().await;
+    let token = iocd
+        .token_for_new_app(&database.url, &server.base_url())
+        .await;
+    let mut target = Target {
+        server,
+        auth: Some(format!("Bearer {token}")),
+        stored: 0,
+        imported: 0,
+    };
+    progress(&format!(
+        "change log {}: creates, then an import of {imports}",
+        if logged { "on" } else { "off" }
+    ));
+    let creates = single_creates(s, &mut target).await?;
+    let imported = import_range(s, &target.server, &target.auth, 0, imports).await?;
+    Ok((creates, imported))
+}
+
 /// Imports until `size` indicators are stored, then (if the list part runs) measures filtered
 /// lists over them.
 async fn import_then_list(
@@ -845,6 +920,13 @@ async fn main() -> anyhow::Result<()> {
     let _ = *START;
     let baselines = measure_baselines(&s).await?;
     let measurements = measure_iocd(&s).await?;
+    if s.has(Part::Changelog) {
+        let costs = measure_change_log(&s).await?;
+        print_table(
+            "the change log's cost: iocd with the log, baseline = the same server without it",
+            &costs,
+        );
+    }
     print_table(
         &format!(
             "iocd on {}, {} cores, baseline = bare axum (HTTP) / raw sqlx inserts (storage)",

@@ -431,6 +431,11 @@ struct ServeArgs {
     /// Most change-log entries kept per tenant (the newest); unlimited by default.
     #[arg(long, env = "IOCD_CHANGE_LOG_MAX_ENTRIES")]
     change_log_max_entries: Option<u64>,
+    /// Write no change log: only to measure what the log costs (the benchmark's
+    /// `--parts changelog`). History, the change feed, feed serials and other replicas' match
+    /// indexes all read the log, so a server without it serves them stale or empty.
+    #[arg(long, env = "IOCD_NO_CHANGE_LOG", hide = true)]
+    no_change_log: bool,
     /// A fault rule in force from the start (needs --emulator), as JSON:
     /// {"family":"import","status":429,"retryAfter":1,"probability":0.2}. Repeatable.
     #[arg(long = "fault", env = "IOCD_FAULT", value_name = "JSON", value_parser = parse_fault)]
@@ -562,9 +567,18 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         client_id: args.dev_client_id.clone(),
         client_secret: args.dev_client_secret.clone(),
     });
-    let stores = iocd_store::open_stores(&args.database)
-        .await
-        .with_context(|| format!("opening the database {}", args.database))?;
+    let change_log = if args.no_change_log {
+        tracing::warn!(
+            "--no-change-log: writes are not logged; history and the change feed stay empty"
+        );
+        iocd_store::ChangeLogging::Off
+    } else {
+        iocd_store::ChangeLogging::On
+    };
+    let stores =
+        iocd_store::open_stores_with(&args.database, iocd_store::StoreOptions { change_log })
+            .await
+            .with_context(|| format!("opening the database {}", args.database))?;
     let tls = tls::TlsSetup::open(
         stores.certificate_authority.as_ref(),
         &args.tls,
