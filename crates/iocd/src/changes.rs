@@ -13,20 +13,21 @@ pub struct ChangesArgs {
     /// Print the entries after this sequence number.
     #[arg(long, default_value_t = 0)]
     pub since: i64,
-    /// Keep waiting for new entries (long-polls of up to 30 s) instead of stopping at the end.
+    /// Keep waiting for new entries (long-polls) instead of stopping at the end. With client
+    /// credentials, a new token is fetched whenever the current one expires.
     #[arg(long)]
     pub follow: bool,
+    /// Longest a long-poll of --follow waits for an entry, in seconds (the server caps it at 60).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub wait: u32,
     #[command(flatten)]
     pub server: ServerArgs,
 }
 
-/// How long one long-poll of `--follow` waits for an entry.
-const FOLLOW_WAIT_SECONDS: u32 = 30;
-
 pub async fn run(args: ChangesArgs) -> anyhow::Result<()> {
     let client = ApiClient::connect(&args.server).await?;
     let mut since = args.since;
-    let wait = if args.follow { FOLLOW_WAIT_SECONDS } else { 0 };
+    let wait = if args.follow { args.wait } else { 0 };
     let stdout = std::io::stdout();
     loop {
         let url = client.url(&format!(

@@ -34,7 +34,11 @@ const MAX_THROTTLED_RETRIES: u32 = 20;
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    /// The bearer token sent, replaced when it expires and client credentials allow a new one.
+    token: std::sync::RwLock<Option<String>>,
+    /// Tenant, client id and secret, when the token came from them: a long `import` or
+    /// `changes --follow` outlives a token (an hour by default), and gets a new one on a 401.
+    credentials: Option<(String, String, String)>,
 }
 
 impl ApiClient {
@@ -45,15 +49,37 @@ impl ApiClient {
             .build()
             .context("building the HTTP client")?;
         let base = args.url.trim_end_matches('/').to_string();
-        let token = match (&args.token, &args.tenant, &args.client_id, &args.client_secret) {
-            (Some(token), ..) => Some(token.clone()),
-            (None, Some(tenant), Some(id), Some(secret)) => {
-                Some(fetch_token(&http, &base, tenant, id, secret).await?)
-            }
-            (None, None, None, None) => None,
-            _ => bail!("to fetch a token, give all of --tenant, --client-id and --client-secret (or --token)"),
+        let (token, credentials) =
+            match (&args.token, &args.tenant, &args.client_id, &args.client_secret) {
+                (Some(token), ..) => (Some(token.clone()), None),
+                (None, Some(tenant), Some(id), Some(secret)) => (
+                    Some(fetch_token(&http, &base, tenant, id, secret).await?),
+                    Some((tenant.clone(), id.clone(), secret.clone())),
+                ),
+                (None, None, None, None) => (None, None),
+                _ => bail!("to fetch a token, give all of --tenant, --client-id and --client-secret (or --token)"),
+            };
+        Ok(ApiClient {
+            http,
+            base,
+            token: std::sync::RwLock::new(token),
+            credentials,
+        })
+    }
+
+    fn bearer(&self) -> Option<String> {
+        self.token.read().expect("token lock").clone()
+    }
+
+    /// Replaces an expired token with a new one from the client credentials; false when the
+    /// token was given as such and cannot be renewed.
+    async fn renew_token(&self) -> anyhow::Result<bool> {
+        let Some((tenant, id, secret)) = &self.credentials else {
+            return Ok(false);
         };
-        Ok(ApiClient { http, base, token })
+        let fresh = fetch_token(&self.http, &self.base, tenant, id, secret).await?;
+        *self.token.write().expect("token lock") = Some(fresh);
+        Ok(true)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -63,9 +89,10 @@ impl ApiClient {
     /// Sends a request (to a path or an absolute URL), retrying after 429 and 503 as the server asks.
     async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let mut throttled = 0;
+        let mut renewed = false;
         loop {
             let mut request = self.http.request(method.clone(), url);
-            if let Some(token) = &self.token {
+            if let Some(token) = self.bearer() {
                 request = request.bearer_auth(token);
             }
             if let Some(body) = body {
@@ -91,6 +118,10 @@ impl ApiClient {
                     .unwrap_or(Duration::from_secs(1))
                     .min(MAX_RETRY_WAIT);
                 tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status == StatusCode::UNAUTHORIZED && !renewed && self.renew_token().await? {
+                renewed = true;
                 continue;
             }
             let text = response
@@ -127,7 +158,7 @@ impl ApiClient {
     pub async fn download(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
         let url = self.url(path);
         let mut request = self.http.get(&url);
-        if let Some(token) = &self.token {
+        if let Some(token) = self.bearer() {
             request = request.bearer_auth(token);
         }
         let mut response = request.send().await.with_context(|| format!("GET {url}"))?;

@@ -349,6 +349,82 @@ async fn changes_prints_the_feed_as_json_lines_and_follows_it() {
     assert_eq!(entry["sequence"], 4);
 }
 
+/// `iocd changes --follow` with client credentials outlives its token: tokens here live 60 s
+/// with no leeway, and an entry written after that still reaches the follower.
+#[tokio::test]
+async fn changes_follow_renews_an_expired_token() {
+    let database = ScratchDatabase::sqlite();
+    let process = crate::iocd()
+        .serve()
+        .database(&database.url)
+        .unthrottled()
+        .env("IOCD_TOKEN_LIFETIME_SECS", "60")
+        .env("IOCD_TOKEN_LEEWAY_SECS", "0")
+        .start()
+        .await;
+    let app = crate::iocd().create_app(
+        &database.url,
+        "00000000-0000-0000-0000-00000000f011",
+        "follower",
+        "Ti.ReadWrite.All",
+    );
+    let mut follow = crate::iocd()
+        .command()
+        .args(["changes", "--follow", "--wait", "2"])
+        .env("IOCD_URL", process.base_url())
+        .env_remove("IOCD_TOKEN")
+        .env("IOCD_TENANT_ID", &app.tenant_id)
+        .env("IOCD_CLIENT_ID", &app.client_id)
+        .env("IOCD_CLIENT_SECRET", &app.client_secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(63)).await;
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "the follower stopped when its token expired"
+    );
+    let token = crate::iocd()
+        .output(
+            &["token", "--url", &process.base_url()],
+            &[
+                ("IOCD_TENANT_ID", &app.tenant_id),
+                ("IOCD_CLIENT_ID", &app.client_id),
+                ("IOCD_CLIENT_SECRET", &app.client_secret),
+            ],
+        )
+        .stdout;
+    let created = reqwest::Client::new()
+        .post(process.url("/api/indicators"))
+        .bearer_auth(String::from_utf8(token).unwrap().trim())
+        .json(&serde_json::json!({
+            "indicatorValue": "after-expiry.example", "indicatorType": "DomainName",
+            "action": "Block", "title": "t", "description": "d"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the follower prints the entry written after its first token expired");
+    follow.kill().unwrap();
+    let _ = follow.wait();
+    let entry: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["indicatorValue"], "after-expiry.example");
+}
+
 /// `iocd serve --sweep-interval 200ms` deletes an indicator soon after its expirationTime and
 /// logs the deletion as Expired; a live one stays.
 #[tokio::test]
