@@ -431,23 +431,14 @@ impl IdentityProvider {
             .get("refresh_token")
             .ok_or_else(|| GrantError::missing_parameter("refresh_token"))?;
         let grant = self
-            .redeem(presented, KIND_REFRESH, tenant, &app.client_id)
-            .await
-            .map_err(|refusal| match refusal {
-                Redeem::Unknown => invalid_grant(
-                    9002313,
-                    "Invalid request. Request is malformed or invalid: the refresh token is not one this server issued to this app.",
-                ),
-                Redeem::Expired => invalid_grant(
-                    700082,
-                    "The refresh token has expired due to inactivity. Sign in again.",
-                ),
-                Redeem::Replayed => invalid_grant(
-                    70000,
-                    "The provided grant is revoked: this refresh token was already used, so every token of its sign-in is revoked. Sign in again.",
-                ),
-                Redeem::Failed(e) => e,
-            })?;
+            .redeem(
+                presented,
+                KIND_REFRESH,
+                tenant,
+                &app.client_id,
+                &REFRESH_REFUSALS,
+            )
+            .await?;
         let user = self.grant_user(tenant, &grant).await?;
         let scope_words = request.get("scope").unwrap_or(&grant.scope).to_string();
         let resource = request
@@ -479,23 +470,8 @@ impl IdentityProvider {
             .get("code")
             .ok_or_else(|| GrantError::missing_parameter("code"))?;
         let grant = self
-            .redeem(code, KIND_CODE, tenant, &app.client_id)
-            .await
-            .map_err(|refusal| match refusal {
-                Redeem::Unknown => invalid_grant(
-                    9002313,
-                    "Invalid request. Request is malformed or invalid: the authorization code is not one this server issued to this app.",
-                ),
-                Redeem::Expired => invalid_grant(
-                    70008,
-                    "The provided authorization code or refresh token has expired. Send a new interactive authorization request for this user and resource.",
-                ),
-                Redeem::Replayed => invalid_grant(
-                    54005,
-                    "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
-                ),
-                Redeem::Failed(e) => e,
-            })?;
+            .redeem(code, KIND_CODE, tenant, &app.client_id, &CODE_REFUSALS)
+            .await?;
         let details = &grant.details;
         if request.get("redirect_uri") != details["redirect_uri"].as_str() {
             return Err(invalid_grant(
@@ -853,39 +829,42 @@ impl IdentityProvider {
         Ok(code)
     }
 
-    /// Redeems a one-time code or refresh token: exactly one caller gets it.
+    /// Redeems a one-time code or refresh token: exactly one caller gets it; the others get
+    /// the refusal `refusals` gives for why.
     async fn redeem(
         &self,
         presented: &str,
         kind: &str,
         tenant: &str,
         client_id: &str,
-    ) -> Result<SignInGrant, Redeem> {
+        refusals: &Refusals,
+    ) -> Result<SignInGrant, GrantError> {
+        let refuse = |(code, description): (u32, &str)| invalid_grant(code, description);
         let hash = sha256_hex(presented);
         let now = time::now();
         let grant = self
             .store()
             .find_grant(&hash)
             .await
-            .map_err(|e| Redeem::Failed(storage_failure(e)))?
+            .map_err(storage_failure)?
             .filter(|g| g.kind == kind && g.tenant_id == tenant && g.client_id == client_id)
-            .ok_or(Redeem::Unknown)?;
+            .ok_or_else(|| refuse(refusals.unknown))?;
         if grant.expires_at <= now {
-            return Err(Redeem::Expired);
+            return Err(refuse(refusals.expired));
         }
         let won = grant.consumed_at.is_none()
             && self
                 .store()
                 .consume_grant(&hash, now)
                 .await
-                .map_err(|e| Redeem::Failed(storage_failure(e)))?;
+                .map_err(storage_failure)?;
         if !won {
             if kind == KIND_REFRESH {
                 let revoked = self
                     .store()
                     .revoke_family(&grant.family, now)
                     .await
-                    .map_err(|e| Redeem::Failed(storage_failure(e)))?;
+                    .map_err(storage_failure)?;
                 tracing::warn!(
                     tenant,
                     client_id,
@@ -893,7 +872,7 @@ impl IdentityProvider {
                     "a rotated refresh token was presented again; its sign-in is revoked"
                 );
             }
-            return Err(Redeem::Replayed);
+            return Err(refuse(refusals.replayed));
         }
         Ok(grant)
     }
@@ -1008,13 +987,45 @@ impl IdentityProvider {
     }
 }
 
-/// Why a code or refresh token could not be redeemed.
-enum Redeem {
-    Unknown,
-    Expired,
-    Replayed,
-    Failed(GrantError),
+/// What refusing a code or refresh token answers (Entra's AADSTS number and text), for each
+/// reason it cannot be redeemed.
+struct Refusals {
+    /// Not one this server issued to this app in this tenant.
+    unknown: (u32, &'static str),
+    expired: (u32, &'static str),
+    /// Redeemed already.
+    replayed: (u32, &'static str),
 }
+
+const REFRESH_REFUSALS: Refusals = Refusals {
+    unknown: (
+        9002313,
+        "Invalid request. Request is malformed or invalid: the refresh token is not one this server issued to this app.",
+    ),
+    expired: (
+        700082,
+        "The refresh token has expired due to inactivity. Sign in again.",
+    ),
+    replayed: (
+        70000,
+        "The provided grant is revoked: this refresh token was already used, so every token of its sign-in is revoked. Sign in again.",
+    ),
+};
+
+const CODE_REFUSALS: Refusals = Refusals {
+    unknown: (
+        9002313,
+        "Invalid request. Request is malformed or invalid: the authorization code is not one this server issued to this app.",
+    ),
+    expired: (
+        70008,
+        "The provided authorization code or refresh token has expired. Send a new interactive authorization request for this user and resource.",
+    ),
+    replayed: (
+        54005,
+        "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+    ),
+};
 
 #[cfg(test)]
 mod tests {

@@ -133,6 +133,20 @@ impl TestServer {
             .expect("request")
     }
 
+    /// `POST /api/indicators/import` of `items` as the default app, which must answer 200;
+    /// returns the answer's body (one result per item, in `value`).
+    pub async fn import(&self, items: Vec<Value>) -> Value {
+        let response = self
+            .post_json(
+                "/api/indicators/import",
+                &serde_json::json!({ "Indicators": items }),
+            )
+            .await;
+        let (status, body) = crate::status_json(response).await;
+        assert_eq!(status, 200, "import refused: {body}");
+        body
+    }
+
     pub async fn send(&self, method: Method, path: &str) -> Response {
         self.send_as(&self.app.token, method, path).await
     }

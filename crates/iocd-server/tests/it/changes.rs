@@ -225,13 +225,7 @@ async fn refused_requests_log_nothing_and_a_partial_import_logs_what_landed() {
 
     // The quota leaves room for two of four: the two that land are logged, no more.
     let items: Vec<Value> = (10..14).map(domain_request).collect();
-    let (status, body) = status_json(
-        server
-            .post_json("/api/indicators/import", &json!({ "Indicators": items }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    server.import(items).await;
     let entries = feed(&server).await;
     assert_eq!(kinds(&entries), ["Created", "Created", "Created"]);
     let values: Vec<&str> = entries

@@ -26,6 +26,25 @@ fn run(args: &[&str], database: &str, stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `iocd users create` of one user; with `password` the password is given on stdin
+/// (`--password-stdin`), without it iocd makes one up.
+fn create_user(
+    database: &str,
+    tenant: &str,
+    name: &str,
+    upn: &str,
+    role: &str,
+    password: Option<&str>,
+) -> Output {
+    let mut args = vec![
+        "users", "create", "--tenant", tenant, "--name", name, "--upn", upn, "--role", role,
+    ];
+    if password.is_some() {
+        args.push("--password-stdin");
+    }
+    run(&args, database, password)
+}
+
 fn json_of(output: &Output) -> Value {
     assert!(
         output.status.success(),
@@ -80,93 +99,51 @@ fn users_commands_create_list_change_and_delete() {
     ));
     assert!(refused.contains("redirect URI"), "{refused}");
 
-    let created = json_of(&run(
-        &[
-            "users",
-            "create",
-            "--tenant",
-            &tenant,
-            "--name",
-            "Alice",
-            "--upn",
-            "alice@contoso.example",
-            "--role",
-            "Iocd.Indicators.Manage",
-        ],
+    let created = json_of(&create_user(
         url,
+        &tenant,
+        "Alice",
+        "alice@contoso.example",
+        "Iocd.Indicators.Manage",
         None,
     ));
     assert_eq!(created["upn"], "alice@contoso.example");
     assert!(created["password"].as_str().unwrap().len() >= 12);
 
-    let chosen = json_of(&run(
-        &[
-            "users",
-            "create",
-            "--tenant",
-            &tenant,
-            "--name",
-            "Bob",
-            "--upn",
-            "bob@contoso.example",
-            "--role",
-            "Iocd.Indicators.Read",
-            "--password-stdin",
-        ],
+    let chosen = json_of(&create_user(
         url,
+        &tenant,
+        "Bob",
+        "bob@contoso.example",
+        "Iocd.Indicators.Read",
         Some("a password Bob chose\n"),
     ));
     assert!(chosen.get("password").is_none(), "{chosen}");
 
-    let duplicate = refusal(&run(
-        &[
-            "users",
-            "create",
-            "--tenant",
-            &tenant,
-            "--name",
-            "Alice again",
-            "--upn",
-            "ALICE@contoso.example",
-            "--role",
-            "Iocd.Admin",
-        ],
+    let duplicate = refusal(&create_user(
         url,
+        &tenant,
+        "Alice again",
+        "ALICE@contoso.example",
+        "Iocd.Admin",
         None,
     ));
     assert!(duplicate.contains("already has a user"), "{duplicate}");
-    let bad_role = refusal(&run(
-        &[
-            "users",
-            "create",
-            "--tenant",
-            &tenant,
-            "--name",
-            "Eve",
-            "--upn",
-            "eve@contoso.example",
-            "--role",
-            "Ti.ReadWrite.All",
-        ],
+    let bad_role = refusal(&create_user(
         url,
+        &tenant,
+        "Eve",
+        "eve@contoso.example",
+        "Ti.ReadWrite.All",
         None,
     ));
     assert!(bad_role.contains("Iocd.Indicators.Manage"), "{bad_role}");
-    let short = refusal(&run(
-        &[
-            "users",
-            "create",
-            "--tenant",
-            &tenant,
-            "--name",
-            "Eve",
-            "--upn",
-            "eve@contoso.example",
-            "--role",
-            "Iocd.Admin",
-            "--password-stdin",
-        ],
+    let short = refusal(&create_user(
         url,
+        &tenant,
+        "Eve",
+        "eve@contoso.example",
+        "Iocd.Admin",
         Some("short"),
     ));
     assert!(short.contains("password is too short"), "{short}");
