@@ -163,7 +163,10 @@ pub async fn reset(
         checked_tenant(tenant)?;
     }
     let tenant = tenant.as_deref();
-    let indicators_deleted = app.store.reset(tenant).await?;
+    let deleted = app.store.reset(tenant).await;
+    // The change log went with the rows: the next match loads the tenant again.
+    app.matcher.forget(tenant);
+    let indicators_deleted = deleted?;
     if let Err(error) = app.rate_limiter.reset(tenant).await {
         tracing::warn!(%error, "resetting the rate-limit windows failed");
         return Err(ApiError::new(

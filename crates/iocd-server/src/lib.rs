@@ -32,7 +32,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use iocd_ratelimit::RateLimiter;
-use iocd_store::{IndexedStore, IndicatorStore, MatchEngine, Stores, WriteLimits};
+use iocd_store::{IndicatorStore, MatchEngine, Stores, WriteLimits};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::ServiceBuilder;
@@ -141,8 +141,7 @@ impl AppState {
             identity.set_lockouts(lockouts);
         }
         let matcher = MatchEngine::start(stores.indicators.clone());
-        let store: Arc<dyn IndicatorStore> =
-            Arc::new(IndexedStore::new(stores.indicators, matcher.clone()));
+        let store = stores.indicators;
         let faults = Arc::new(faults::Faults::new(config.faults.clone()));
         Ok(AppState {
             portal: Arc::new(portal::Sessions::default()),

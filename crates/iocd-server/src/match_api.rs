@@ -133,8 +133,8 @@ async fn answer(
     ids.sort_unstable();
     ids.dedup();
     let entities: HashMap<i64, Indicator> = app
-        .store
-        .get_many(&caller.read_scope(), &ids, now)
+        .matcher
+        .entities(&caller.read_scope(), &ids, now)
         .await?
         .into_iter()
         .map(|i| (i.id, i))

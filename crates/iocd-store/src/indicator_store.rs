@@ -180,45 +180,64 @@ macro_rules! impl_indicator_store {
                 Ok(n as u64)
             }
 
-            async fn index_tenants(&self) -> Result<Vec<String>, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::matching::sql::TENANTS)
+            async fn change_sequences(&self) -> Result<Vec<(String, i64)>, $crate::StoreError> {
+                Ok(sqlx::query_as($crate::matching::sql::SEQUENCES)
                     .fetch_all(&self.readers)
                     .await?)
+            }
+
+            async fn index_sequence(
+                &self,
+                tenant_id: &str,
+            ) -> Result<$crate::IndexSequence, $crate::StoreError> {
+                let sequence: Option<i64> = sqlx::query_scalar($crate::sql::LAST_CHANGE_SEQ)
+                    .bind(tenant_id)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                let sequence = sequence.unwrap_or(0);
+                let changed: Option<i64> = sqlx::query_scalar($crate::matching::sql::CHANGE_TIME)
+                    .bind(tenant_id)
+                    .bind(sequence)
+                    .fetch_optional(&self.readers)
+                    .await?;
+                Ok($crate::IndexSequence {
+                    sequence,
+                    changed_at: changed.map(iocd_domain::time::from_ticks),
+                })
             }
 
             async fn index_rows(
                 &self,
                 tenant_id: &str,
-                updated_since_ticks: i64,
+                after_id: i64,
+                limit: u32,
             ) -> Result<Vec<$crate::IndexRow>, $crate::StoreError> {
                 let rows: Vec<$crate::matching::IndexRowText> =
-                    sqlx::query_as($crate::matching::sql::ROWS_SINCE)
+                    sqlx::query_as($crate::matching::sql::ROWS)
                         .bind(tenant_id)
-                        .bind(updated_since_ticks)
+                        .bind(after_id)
+                        .bind(i64::from(limit))
                         .fetch_all(&self.readers)
                         .await?;
                 rows.into_iter().map($crate::IndexRow::try_from).collect()
             }
 
-            async fn tenant_summary(
+            async fn index_changes(
                 &self,
                 tenant_id: &str,
-            ) -> Result<$crate::TenantSummary, $crate::StoreError> {
-                let (rows, id_sum): (i64, i64) = sqlx::query_as($crate::matching::sql::SUMMARY)
-                    .bind(tenant_id)
-                    .fetch_one(&self.readers)
-                    .await?;
-                Ok($crate::TenantSummary {
-                    rows: rows as u64,
-                    id_sum,
-                })
-            }
-
-            async fn index_ids(&self, tenant_id: &str) -> Result<Vec<i64>, $crate::StoreError> {
-                Ok(sqlx::query_scalar($crate::matching::sql::IDS)
-                    .bind(tenant_id)
-                    .fetch_all(&self.readers)
-                    .await?)
+                since: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::IndexChange>, $crate::StoreError> {
+                let rows: Vec<$crate::matching::IndexChangeText> =
+                    sqlx::query_as($crate::matching::sql::CHANGES)
+                        .bind(tenant_id)
+                        .bind(since)
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.readers)
+                        .await?;
+                rows.into_iter()
+                    .map($crate::IndexChange::try_from)
+                    .collect()
             }
 
             async fn get_many(

@@ -31,7 +31,7 @@ pub use identity::{
     StoredSigningKey,
 };
 pub use listing::{ListPage, ListRequest};
-pub use matching::{IndexRow, IndexedStore, MatchEngine, TenantSummary};
+pub use matching::{FeedVersion, IndexChange, IndexRow, IndexSequence, MatchEngine};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use users::{AppSignIn, SignInGrant, UserInsertError, UserRecord, UserStore};
@@ -259,22 +259,30 @@ pub trait IndicatorStore: Send + Sync + 'static {
     /// Active indicators of the tenant (what the quota counts).
     async fn count_active(&self, tenant_id: &str, now: Timestamp) -> Result<u64, StoreError>;
 
-    /// The tenants that have indicators (the match index loads them at start).
-    async fn index_tenants(&self) -> Result<Vec<String>, StoreError>;
+    /// Every tenant's last change sequence number (each tenant that ever wrote): the match
+    /// index loads these tenants at start and polls this for other replicas' writes.
+    async fn change_sequences(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
-    /// What the match index keeps of every row of the tenant (expired ones included) updated
-    /// at or after `updated_since_ticks` (`i64::MIN`: all).
+    /// The tenant's last change sequence number and that change's time.
+    async fn index_sequence(&self, tenant_id: &str) -> Result<IndexSequence, StoreError>;
+
+    /// What the match index keeps of the tenant's rows (expired ones included) with an id above
+    /// `after_id`, in id order, at most `limit`.
     async fn index_rows(
         &self,
         tenant_id: &str,
-        updated_since_ticks: i64,
+        after_id: i64,
+        limit: u32,
     ) -> Result<Vec<IndexRow>, StoreError>;
 
-    /// Row count and id sum of the tenant, expired rows included.
-    async fn tenant_summary(&self, tenant_id: &str) -> Result<TenantSummary, StoreError>;
-
-    /// Every id of the tenant, expired rows included.
-    async fn index_ids(&self, tenant_id: &str) -> Result<Vec<i64>, StoreError>;
+    /// The tenant's change-log entries after `since`, oldest first, at most `limit`, each with
+    /// what the match index keeps of its indicator's current row (`None` once it is gone).
+    async fn index_changes(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<IndexChange>, StoreError>;
 
     /// The active indicators among `ids` visible in `scope`, in no particular order.
     async fn get_many(

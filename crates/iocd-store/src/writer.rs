@@ -158,18 +158,19 @@ async fn run<C: WriteConnection>(
                 Err(_) => break,
             }
         }
-        if run_batch(&mut conn, batch, log).await {
-            commits.send_modify(|n| *n += 1);
-        }
+        run_batch(&mut conn, batch, log, &commits).await;
     }
 }
 
-/// Runs and commits one group; whether it committed.
+/// Runs and commits one group. After the commit, `commits` ticks before any caller is
+/// answered, so a reader that sees its write acknowledged and then looks at `commits` sees the
+/// tick (the match index relies on it).
 async fn run_batch<C: WriteConnection>(
     conn: &mut C,
     batch: Vec<WriteCommand>,
     log: ChangeLogging,
-) -> bool {
+    commits: &watch::Sender<u64>,
+) {
     let (work, replies): (Vec<Work>, Vec<ReplyTo>) =
         batch.into_iter().map(|cmd| (cmd.work, cmd.reply)).unzip();
     let commands: Vec<Command> = work.iter().map(Work::command).collect();
@@ -191,17 +192,17 @@ async fn run_batch<C: WriteConnection>(
                     for reply in replies {
                         reply.fail(StoreError::CommitFailed(why.clone()));
                     }
-                    return false;
+                    return;
                 }
             }
         }
     };
     match conn.commit().await {
         Ok(()) => {
+            commits.send_modify(|n| *n += 1);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 reply.send(outcome);
             }
-            true
         }
         Err(e) => {
             tracing::error!(error = %e, "commit failed; the batch was rolled back");
@@ -210,7 +211,6 @@ async fn run_batch<C: WriteConnection>(
             for reply in replies {
                 reply.fail(StoreError::CommitFailed(why.clone()));
             }
-            false
         }
     }
 }

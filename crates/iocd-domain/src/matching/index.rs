@@ -159,9 +159,6 @@ pub struct MatchIndex {
     group_set_ids: HashMap<Box<[Box<str>]>, u32>,
     hasher: DefaultHashBuilder,
     live: usize,
-    /// Sum of the live indicators' ids (wrapping): with `live`, a cheap fingerprint a store
-    /// can compare with its own to notice rows deleted behind the index's back.
-    id_sum: i64,
 }
 
 impl Default for MatchIndex {
@@ -230,7 +227,6 @@ impl MatchIndex {
             group_set_ids: HashMap::new(),
             hasher: DefaultHashBuilder::default(),
             live: 0,
-            id_sum: 0,
         }
     }
 
@@ -378,7 +374,6 @@ impl MatchIndex {
             *self.url_hosts.entry(self.host_hash(&key)).or_default() += 1;
         }
         self.live += 1;
-        self.id_sum = self.id_sum.wrapping_add(record.id);
         true
     }
 
@@ -405,20 +400,19 @@ impl MatchIndex {
         true
     }
 
-    /// What changes whenever a feed's content may: the indexed count, the id sum, how many
-    /// indexed indicators are expired at `now`, and the latest `lastUpdateTime` (seconds).
-    pub fn fingerprint(&self, now: Timestamp) -> (usize, i64, usize, u32) {
+    /// How many indexed indicators are expired at `now`, and the latest of their expiry
+    /// instants: what changes a feed between two change-log entries (an expiry takes effect at
+    /// its instant; the sweeper logs it later). One pass over the slab.
+    pub fn expired_at(&self, now: Timestamp) -> (usize, Option<Timestamp>) {
         let now = to_ticks(now);
-        let live = self.entries.iter().filter(|e| e.live);
-        let (expired, updated) = live.fold((0, 0), |(n, u), e| {
-            (n + usize::from(e.expires <= now), u.max(e.updated_secs))
-        });
-        (self.live, self.id_sum, expired, updated)
-    }
-
-    /// Wrapping sum of the indexed indicators' ids (see the field).
-    pub fn id_sum(&self) -> i64 {
-        self.id_sum
+        let (count, latest) = self
+            .entries
+            .iter()
+            .filter(|e| e.live && e.expires <= now)
+            .fold((0, i64::MIN), |(n, latest), e| {
+                (n + 1, latest.max(e.expires))
+            });
+        (count, (count > 0).then(|| crate::time::from_ticks(latest)))
     }
 
     /// Removes every indicator whose id `keep` refuses, in one pass over the slab; returns
@@ -443,12 +437,10 @@ impl MatchIndex {
 
     /// Frees a slot already taken out of its table.
     fn forget_slot(&mut self, slot: u32, kind: KeyKind, key: &[u8]) {
-        let id = self.entries[slot as usize].id;
         self.entries[slot as usize].live = false;
         self.free.push(slot);
         self.garbage += key.len() + 2;
         self.live -= 1;
-        self.id_sum = self.id_sum.wrapping_sub(id);
         if kind == KeyKind::Url {
             let host = self.host_hash(key);
             if let hashbrown::hash_map::Entry::Occupied(mut count) = self.url_hosts.entry(host) {
@@ -717,23 +709,8 @@ impl MatchIndex {
         let key = key_at(&self.keys, e.key_at);
         let observable = match e.kind {
             KeyKind::Url => {
-                let text = String::from_utf8_lossy(key);
-                let Some((host, path)) = text.split_once(' ') else {
-                    return false;
-                };
-                let host = match host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                {
-                    Ok(ip) => UrlHost::Ip(ip),
-                    Err(_) => UrlHost::Domain(host.to_string()),
-                };
-                let parts = UrlParts {
-                    host,
-                    path: path.to_string(),
-                };
-                Observable::Url(text.replacen(' ', "", 1), parts)
+                let text = String::from_utf8_lossy(key).replacen(' ', "", 1);
+                return self.decides_url(indicator.id, &text, device_group, now);
             }
             KeyKind::Domain => Observable::Domain(indicator.value.clone()),
             KeyKind::Ip => Observable::Ip(indicator.value.parse().expect("stored addresses parse")),
@@ -753,6 +730,41 @@ impl MatchIndex {
         };
         self.decide(&observable, device_group, now)
             .is_some_and(|d| d.id == indicator.id)
+    }
+}
+
+impl MatchIndex {
+    /// Whether indicator `id` is what Defender would apply to the URL `host_path` (no scheme,
+    /// as feeds print URLs: `host/path`) on a device of `device_group` at `now`.
+    pub fn decides_url(
+        &self,
+        id: i64,
+        host_path: &str,
+        device_group: Option<&str>,
+        now: Timestamp,
+    ) -> bool {
+        let Some(slash) = host_path.find('/') else {
+            return false;
+        };
+        let (host, path) = host_path.split_at(slash);
+        let host = match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(ip) => UrlHost::Ip(ip),
+            Err(_) => UrlHost::Domain(host.to_string()),
+        };
+        let parts = UrlParts {
+            host,
+            path: path.to_string(),
+        };
+        self.decide(
+            &Observable::Url(host_path.to_string(), parts),
+            device_group,
+            now,
+        )
+        .is_some_and(|d| d.id == id)
     }
 }
 

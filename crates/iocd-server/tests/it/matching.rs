@@ -279,7 +279,9 @@ async fn a_match_sees_every_write_acknowledged_before_it() {
     }
 }
 
-/// A second replica over the same database learns of the first one's writes by polling.
+/// A second replica over the same database follows the first one's writes through the shared
+/// change sequence, within the documented bound (docs/compatibility.md, "Freshness": one poll
+/// interval, 250 ms, plus the queries; asserted at 1 s, the target).
 async fn another_replica_sees_writes_within_a_second() {
     let server = TestServer::start().await;
     let stores = iocd_store::open_stores(&server.database_url).await.unwrap();
@@ -310,52 +312,55 @@ async fn another_replica_sees_writes_within_a_second() {
     let (status, answer) = replica(ask.clone()).await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer["value"][0]["action"].is_null());
-    let (status, created) = status_json(
-        server
-            .post_json(
-                "/api/indicators",
-                &json!({"indicatorValue": "203.0.113.77", "indicatorType": "IpAddress",
-                        "action": "Block", "title": "t", "description": "d"}),
-            )
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let written = Instant::now();
-    let staleness = loop {
-        let (_, answer) = replica(ask.clone()).await;
-        if answer["value"][0]["action"] == "Block" {
-            break written.elapsed();
-        }
-        assert!(written.elapsed() < Duration::from_secs(5), "never seen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let id = created["id"].as_str().unwrap();
-    assert_eq!(
-        server
-            .send(Method::DELETE, &format!("/api/indicators/{id}"))
-            .await
-            .status(),
-        204
-    );
-    let deleted = Instant::now();
-    let delete_staleness = loop {
-        let (_, answer) = replica(ask.clone()).await;
-        if answer["value"][0]["action"].is_null() {
-            break deleted.elapsed();
-        }
-        assert!(
-            deleted.elapsed() < Duration::from_secs(5),
-            "delete never seen"
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (status, created) = status_json(
+            server
+                .post_json(
+                    "/api/indicators",
+                    &json!({"indicatorValue": "203.0.113.77", "indicatorType": "IpAddress",
+                            "action": "Block", "title": "t", "description": "d"}),
+                )
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let written = Instant::now();
+        let staleness = loop {
+            let (_, answer) = replica(ask.clone()).await;
+            if answer["value"][0]["action"] == "Block" {
+                break written.elapsed();
+            }
+            assert!(written.elapsed() < Duration::from_secs(5), "never seen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let id = created["id"].as_str().unwrap();
+        assert_eq!(
+            server
+                .send(Method::DELETE, &format!("/api/indicators/{id}"))
+                .await
+                .status(),
+            204
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    eprintln!("replica staleness: write {staleness:?}, delete {delete_staleness:?}");
-    assert!(staleness <= Duration::from_millis(1500), "{staleness:?}");
-    assert!(
-        delete_staleness <= Duration::from_millis(1500),
-        "{delete_staleness:?}"
-    );
+        let deleted = Instant::now();
+        let delete_staleness = loop {
+            let (_, answer) = replica(ask.clone()).await;
+            if answer["value"][0]["action"].is_null() {
+                break deleted.elapsed();
+            }
+            assert!(
+                deleted.elapsed() < Duration::from_secs(5),
+                "delete never seen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        seen.push((staleness, delete_staleness));
+    }
+    eprintln!("replica staleness (write, delete): {seen:?}");
+    for (write, delete) in seen {
+        assert!(write <= Duration::from_secs(1), "{write:?}");
+        assert!(delete <= Duration::from_secs(1), "{delete:?}");
+    }
     let _ = stop.send(());
 }
 
