@@ -276,6 +276,13 @@ impl FeedRequest {
 
     /// Appends the lines of one entry to `out`.
     pub fn render(&self, entry: &FeedEntry<'_>, out: &mut String) {
+        self.render_lines(entry, true, out);
+    }
+
+    /// As [`FeedRequest::render`]; `slash_line` says whether an `edl-url` entry without a
+    /// trailing `/` may add its `host/path/` line (not when another indicator decides that URL:
+    /// it is listed itself, or it is not blocked).
+    fn render_lines(&self, entry: &FeedEntry<'_>, slash_line: bool, out: &mut String) {
         use std::fmt::Write;
         let v = entry.value;
         match self.format {
@@ -289,7 +296,7 @@ impl FeedRequest {
                 let _ = writeln!(out, "{v}");
                 // PAN matches an entry without a trailing slash exactly; `host/path/` also
                 // covers what lies under the path, as the indicator does.
-                if !v.ends_with('/') && !v.contains('?') {
+                if slash_line && !v.ends_with('/') && !v.contains('?') {
                     let _ = writeln!(out, "{v}/");
                 }
             }
@@ -373,7 +380,14 @@ impl FeedRequest {
                     action: i.action,
                     severity: i.severity,
                 };
-                self.render(&entry, &mut out);
+                let slash_line = self.format == FeedFormat::EdlUrl
+                    && index.decides_url(
+                        i.id,
+                        &format!("{}/", i.value),
+                        self.device_group.as_deref(),
+                        now,
+                    );
+                self.render_lines(&entry, slash_line, &mut out);
             }
         }
         (out, next)

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use iocd_domain::feeds::FeedRequest;
-use iocd_domain::time::{self, from_ticks};
+use iocd_domain::time;
 use iocd_identity::authenticate_basic;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
@@ -103,11 +103,23 @@ pub async fn feed(
     let request = FeedRequest::parse(&format, &query)?;
     let now = time::now();
     let tenant = caller.tenant_id.clone();
-    let (fingerprint, changed) = app.matcher.feed_version(&tenant, now).await?;
+    let version = app.matcher.feed_version(&tenant, now).await?;
+    // The content is a function of the request, the change sequence number and which
+    // indicators have expired by now (an expiry takes effect before the sweeper logs it).
     let mut hasher = DefaultHasher::new();
-    (format.to_ascii_lowercase(), &query, fingerprint, changed).hash(&mut hasher);
-    let etag = format!("\"{:016x}\"", hasher.finish());
-    let changed_at = from_ticks(changed.max(0));
+    (
+        format.to_ascii_lowercase(),
+        &query,
+        version.sequence,
+        version.expired,
+        version.last_expiry,
+    )
+        .hash(&mut hasher);
+    let etag = format!("\"{}-{:016x}\"", version.sequence, hasher.finish());
+    let changed_at = version
+        .changed_at
+        .max(version.last_expiry)
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH);
     let last_modified = changed_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let mut response_headers = vec![
         (header::ETAG, etag.clone()),
@@ -142,7 +154,8 @@ pub async fn feed(
         }
         None => None,
     };
-    let serial = u32::try_from(changed_at.timestamp().max(1)).unwrap_or(u32::MAX);
+    // RFC 1982 serial arithmetic wraps: the sequence number modulo 2^32.
+    let serial = version.sequence as u32;
     let header_text = request.header(serial, &now.to_rfc3339());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let matcher = app.matcher.clone();

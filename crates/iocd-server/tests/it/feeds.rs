@@ -367,8 +367,118 @@ async fn feeds_carry_etags_and_take_basic_credentials() {
     assert_eq!(anonymous.status(), 401);
 }
 
+/// The RPZ's SOA serial of the feed.
+fn soa_serial(rpz: &str) -> i64 {
+    let soa = rpz.lines().find(|l| l.contains(" SOA ")).expect("an SOA");
+    soa.split('(')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The tenant's last change sequence number, from the change log's own route.
+async fn last_sequence(server: &TestServer) -> i64 {
+    let (status, body) = status_json(
+        server
+            .send(reqwest::Method::GET, "/iocd/v1/changes?limit=1000")
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["value"].as_array().unwrap().last().unwrap()["sequence"]
+        .as_i64()
+        .unwrap()
+}
+
+async fn serial_and_etag_follow_the_change_sequence() {
+    let server = TestServer::start().await;
+    load(&server).await;
+    let (_, headers, rpz) = get_feed(&server, "rpz").await;
+    let seq = last_sequence(&server).await;
+    assert_eq!(soa_serial(&rpz), seq, "{rpz}");
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+    assert!(etag.starts_with(&format!("\"{seq}-")), "{etag}");
+
+    // One write, one number: the serial and the ETag move with it.
+    let (status, created) = status_json(
+        server
+            .post_json(
+                "/api/indicators",
+                &indicator("new.example", "DomainName", "Block", "High"),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let (_, headers, rpz) = get_feed(&server, "rpz").await;
+    assert_eq!(soa_serial(&rpz), seq + 1);
+    assert_ne!(headers[header::ETAG].to_str().unwrap(), etag);
+    let id = created["id"].as_str().unwrap();
+    let deleted = server
+        .send(reqwest::Method::DELETE, &format!("/api/indicators/{id}"))
+        .await;
+    assert_eq!(deleted.status(), 204);
+    let (_, headers, rpz) = get_feed(&server, "rpz").await;
+    assert_eq!(soa_serial(&rpz), seq + 2);
+    assert!(!rpz.contains("new.example"));
+    let etag = headers[header::ETAG].to_str().unwrap().to_string();
+
+    // An expiry changes the content at its instant, before the sweeper logs it: the ETag
+    // changes (the serial stays until the sweep's entry).
+    let mut soon = indicator("soon.example", "DomainName", "Block", "High");
+    let at = iocd_domain::time::now() + chrono::Duration::milliseconds(1500);
+    soon["expirationTime"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let (status, body) = status_json(server.post_json("/api/indicators", &soon).await).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, headers, rpz) = get_feed(&server, "rpz").await;
+    assert!(rpz.contains("soon.example CNAME ."), "{rpz}");
+    let before = headers[header::ETAG].to_str().unwrap().to_string();
+    assert_ne!(before, etag);
+    let wait = at - iocd_domain::time::now() + chrono::Duration::milliseconds(100);
+    tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+    let again = server
+        .request(reqwest::Method::GET, "/iocd/v1/feeds/rpz")
+        .header(header::IF_NONE_MATCH, &before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "an expiry is a new version");
+    let rpz = again.text().await.unwrap();
+    assert!(!rpz.contains("soon.example"), "{rpz}");
+}
+
+/// `edl-url` adds `host/path/` for an entry without a trailing slash, but not when another
+/// indicator decides that URL (here an `Allowed` one): Defender would allow it.
+async fn edl_url_never_blocks_what_an_allowed_url_covers() {
+    let server = TestServer::start().await;
+    let items = vec![
+        indicator("http://slash.example/x", "Url", "Block", "High"),
+        indicator("http://slash.example/x/", "Url", "Allowed", "High"),
+        indicator("http://plain.example/y", "Url", "Block", "High"),
+    ];
+    let (status, body) = status_json(
+        server
+            .post_json("/api/indicators/import", &json!({ "Indicators": items }))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = get_feed(&server, "edl-url").await;
+    assert_eq!(
+        lines(&body).into_iter().collect::<HashSet<_>>(),
+        HashSet::from(["slash.example/x", "plain.example/y", "plain.example/y/"]),
+        "{body}"
+    );
+}
+
 on_every_backend!(
     block_lists_apply_precedence_and_options,
     zeek_and_rpz_files_have_their_formats,
     feeds_carry_etags_and_take_basic_credentials,
+    serial_and_etag_follow_the_change_sequence,
+    edl_url_never_blocks_what_an_allowed_url_covers,
 );
