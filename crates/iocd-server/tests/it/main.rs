@@ -21,5 +21,6 @@ mod quota;
 mod ratelimit;
 mod routes;
 mod submit;
+mod suricata;
 mod token_flood;
 mod users;
