@@ -31,6 +31,10 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The client paused too long while sending a request's body.
     RequestTimeout,
+    /// A request target longer than the server accepts (414).
+    RequestUriTooLong,
+    /// A request head with more, or larger, headers than the server accepts (431).
+    RequestHeaderFieldsTooLarge,
     TooManyRequests,
     InternalServerError,
     ServiceUnavailable,
@@ -56,6 +60,8 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLarge",
             ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
             ErrorCode::RequestTimeout => "RequestTimeout",
+            ErrorCode::RequestUriTooLong => "RequestUriTooLong",
+            ErrorCode::RequestHeaderFieldsTooLarge => "RequestHeaderFieldsTooLarge",
             ErrorCode::TooManyRequests => "TooManyRequests",
             ErrorCode::InternalServerError => "InternalServerError",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",

@@ -212,15 +212,55 @@ impl Drop for RequestInFlight {
     }
 }
 
-/// A connection's byte stream, reporting reads and writes to its [`Activity`].
+/// A connection's byte stream, reporting reads and writes to its [`Activity`], and giving
+/// hyper's bare automatic error responses the API's error body (`protocol.rs`).
 pub(crate) struct Tracked<IO> {
     io: IO,
     activity: Arc<Activity>,
+    /// The answer being written in place of hyper's automatic error response, how much of it
+    /// is written, and how many bytes of hyper's to report written once it is all out.
+    replacing: Option<(Vec<u8>, usize, usize)>,
 }
 
 impl<IO> Tracked<IO> {
     pub(crate) fn new(io: IO, activity: Arc<Activity>) -> Self {
-        Tracked { io, activity }
+        Tracked {
+            io,
+            activity,
+            replacing: None,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> Tracked<IO> {
+    /// Starts replacing `written` if it is one of hyper's automatic error responses, written
+    /// while no request is in the application (hyper writes those only for a request it could
+    /// not parse, so none reached the application).
+    fn replace_automatic_answer(&mut self, written: &[u8]) {
+        if self.replacing.is_none() && self.activity.in_flight.load(Ordering::Acquire) == 0 {
+            if let Some(answer) = crate::protocol::automatic_answer(written) {
+                self.replacing = Some((answer, 0, written.len()));
+            }
+        }
+    }
+
+    /// Writes the rest of the replacement; `None` when there is none.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<usize>>> {
+        let (answer, done, reported) = self.replacing.as_mut()?;
+        while *done < answer.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &answer[*done..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Some(Poll::Ready(Err(io::ErrorKind::WriteZero.into())))
+                }
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Pending => return Some(Poll::Pending),
+            }
+        }
+        let reported = *reported;
+        self.replacing = None;
+        self.activity.touch();
+        Some(Poll::Ready(Ok(reported)))
     }
 }
 
@@ -245,6 +285,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.replace_automatic_answer(buf);
+        if let Some(polled) = self.poll_replacement(cx) {
+            return polled;
+        }
         let polled = Pin::new(&mut self.io).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -257,6 +301,20 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.replacing.is_none() {
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            if total <= 512 && crate::protocol::may_be_automatic_answer(first) {
+                let written: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                self.replace_automatic_answer(&written);
+            }
+        }
+        if let Some(polled) = self.poll_replacement(cx) {
+            return polled;
+        }
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

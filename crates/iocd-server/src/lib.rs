@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod openapi;
 mod paths;
 pub mod portal;
+mod protocol;
 pub mod ratelimit;
 mod signin;
 pub mod transport;
@@ -253,6 +254,8 @@ pub fn app(state: AppState) -> Router {
                     HeaderValue::from_static("4.0"),
                 ))
                 .layer(middleware::from_fn(error::error_envelope))
+                // Inside the envelope: an oversize URI or head is answered in the API's shape.
+                .layer(middleware::from_fn(protocol::head_limits))
                 .layer(CatchPanicLayer::custom(|_| {
                     tracing::error!("a handler panicked");
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()

@@ -357,7 +357,15 @@ where
             response
         }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Heads larger than the application accepts still reach it, so it answers 414/431 in the
+    // API's error shape (`protocol.rs`).
+    builder
+        .http1()
+        .max_buf_size(crate::protocol::HTTP1_MAX_BUF_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(crate::protocol::HTTP2_MAX_HEADER_LIST_BYTES);
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();

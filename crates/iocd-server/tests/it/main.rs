@@ -17,6 +17,7 @@ mod list;
 mod matching;
 mod portal;
 mod portal_browser;
+mod protocol_errors;
 mod quota;
 mod ratelimit;
 mod routes;
