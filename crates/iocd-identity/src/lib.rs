@@ -6,6 +6,7 @@
 //! [`iocd_store::IdentityStore`]. Nothing here speaks HTTP: the server maps these rules' answers
 //! onto status codes and response bodies.
 
+mod argon2_threads;
 mod authenticate;
 mod basic;
 mod certificates;

@@ -10,6 +10,7 @@ use iocd_domain::time;
 use iocd_store::{AppRegistration, IdentityStore, StoredSigningKey};
 use sha2::Digest as _;
 
+use crate::argon2_threads::Argon2Threads;
 use crate::config::IdentityConfig;
 use crate::keys::{usable_keys, KeyRing};
 use crate::lockout::{FailedAuthLimits, Lockout, Lockouts};
@@ -48,6 +49,8 @@ pub struct IdentityProvider {
     /// argon2 takes ~19 MiB and tens of milliseconds per verification: at most one per core
     /// runs at once, the rest queue, so a storm of token requests cannot exhaust memory.
     argon2_permits: tokio::sync::Semaphore,
+    /// Where argon2 runs (`argon2_threads.rs`): one thread per core, so memory stays bounded.
+    argon2: Argon2Threads,
     /// Failed client authentications per client id and address (`lockout.rs`).
     lockouts: RwLock<Arc<Lockouts>>,
     /// What an unknown client id's secret is verified against, so that an unknown id costs the
@@ -101,10 +104,11 @@ impl IdentityProvider {
             accepted_audiences.push(issuer_base.clone());
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let dummy_hash = tokio::task::spawn_blocking(|| {
-            iocd_auth::hash_secret(&iocd_auth::generate_client_secret())
-        })
-        .await?;
+        let argon2 = Argon2Threads::start(cores)?;
+        let dummy_hash = argon2
+            .run(|| iocd_auth::hash_secret(&iocd_auth::generate_client_secret()))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the argon2 threads failed to hash"))?;
         Ok(IdentityProvider {
             store,
             keys: RwLock::new(Arc::new(KeyRing::new(0, usable))),
@@ -119,6 +123,7 @@ impl IdentityProvider {
             known_aliases: Mutex::new(HashMap::new()),
             verified_secrets: Mutex::new(HashMap::new()),
             argon2_permits: tokio::sync::Semaphore::new(cores),
+            argon2,
             lockouts: RwLock::new(Arc::new(Lockouts::in_memory(&config.failed_auth_limits))),
             dummy_hash,
             refresh_token_lifetime: config.refresh_token_lifetime,
@@ -259,13 +264,14 @@ impl IdentityProvider {
         &self.dummy_hash
     }
 
-    /// argon2 verification on a blocking thread, at most one per core at once.
+    /// argon2 verification on the argon2 threads, at most one per core at once.
     pub(crate) async fn verify_with_permit(&self, secret: &str, hash: &str) -> bool {
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = self.argon2_permits.acquire().await;
         let secret = secret.to_string();
         let hash = hash.to_string();
-        tokio::task::spawn_blocking(move || iocd_auth::verify_secret(&secret, &hash))
+        self.argon2
+            .run(move || iocd_auth::verify_secret(&secret, &hash))
             .await
             .unwrap_or(false)
     }

@@ -9,6 +9,7 @@ mod import_export;
 mod multi_replica;
 mod serve_limits;
 mod tls;
+mod token_flood;
 mod users;
 
 /// The binary Cargo built for these tests.
