@@ -4,4 +4,5 @@
 mod compile;
 mod fixtures;
 mod postgres;
+mod properties;
 mod sqlite;
