@@ -314,22 +314,7 @@ impl IdentityProvider {
                 (*first, permissions)
             }
         };
-        let wanted = audience.trim_end_matches('/');
-        let audience = self
-            .accepted_audiences()
-            .iter()
-            .find(|a| a.trim_end_matches('/').eq_ignore_ascii_case(wanted))
-            .cloned()
-            .ok_or_else(|| {
-                GrantError::new(
-                    "invalid_resource",
-                    500011,
-                    format!(
-                        "The resource principal named {audience} was not found. Resources served here: {}.",
-                        self.accepted_audiences().join(", ")
-                    ),
-                )
-            })?;
+        let audience = self.accepted_audience(audience)?;
         let offline_access = version == TokenVersion::V1 || words.contains(&"offline_access");
         let mut granted: Vec<String> = permissions
             .iter()

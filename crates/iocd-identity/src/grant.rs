@@ -343,6 +343,12 @@ impl IdentityProvider {
                 .get("resource")
                 .ok_or_else(|| GrantError::missing_parameter("resource"))?,
         };
+        self.accepted_audience(resource)
+    }
+
+    /// The audience this server serves that `resource` names (a trailing slash and case do not
+    /// matter), as Entra spells the refusal when it serves none.
+    pub(crate) fn accepted_audience(&self, resource: &str) -> Result<String, GrantError> {
         let wanted = resource.trim_end_matches('/');
         self.accepted_audiences()
             .iter()

@@ -239,35 +239,42 @@ async fn authorize_submit(
         .await
     {
         Ok(code) => redirect_with(vec![("code", code)]),
-        // A wrong password stays on the page, with the same words whether or not the user
-        // exists; everything else is the client's to handle, at its redirect URI.
-        Err(error) if error.code == 50126 || error.code == 50053 => {
-            let message = if error.code == 50126 {
-                "Your account or password is incorrect.".to_string()
-            } else {
-                error.description.clone()
-            };
-            page(
-                StatusCode::OK,
-                "Sign in",
-                sign_in_form(
-                    uri.path(),
-                    &registered.display_name,
-                    &carried(&fields),
-                    &username,
-                    Some(&message),
-                ),
+        // Everything but a wrong password is the client's to handle, at its redirect URI.
+        Err(error) => sign_in_again(&error, |message| {
+            sign_in_form(
+                uri.path(),
+                &registered.display_name,
+                &carried(&fields),
+                &username,
+                Some(message),
             )
-        }
-        Err(error) if error.is_server_failure() => error_page(&error),
-        Err(error) => redirect_with(vec![
-            ("error", error.error.to_string()),
-            (
-                "error_description",
-                format!("AADSTS{}: {}", error.code, error.description),
-            ),
-        ]),
+        })
+        .unwrap_or_else(|| {
+            if error.is_server_failure() {
+                error_page(&error)
+            } else {
+                redirect_with(vec![
+                    ("error", error.error.to_string()),
+                    (
+                        "error_description",
+                        format!("AADSTS{}: {}", error.code, error.description),
+                    ),
+                ])
+            }
+        }),
     }
+}
+
+/// A wrong password, or a sign-in locked after too many, shows the sign-in form (`form`, given
+/// the message) again, with the same words whether or not the user exists; `None` for every
+/// other refusal.
+fn sign_in_again(error: &GrantError, form: impl FnOnce(&str) -> Markup) -> Option<Response> {
+    let message = match error.code {
+        50126 => "Your account or password is incorrect.",
+        50053 => error.description.as_str(),
+        _ => return None,
+    };
+    Some(page(StatusCode::OK, "Sign in", form(message)))
 }
 
 async fn device_code_v2(
@@ -410,22 +417,13 @@ async fn device_login_submit(
                 p { "You have signed in to " strong { (name) } " on your device. You may now close this window." }
             },
         ),
-        Err(error) if error.code == 50126 || error.code == 50053 => {
-            let message = if error.code == 50126 {
-                "Your account or password is incorrect.".to_string()
-            } else {
-                error.description.clone()
-            };
-            page(
-                StatusCode::OK,
-                "Sign in",
-                html! {
-                    (sign_in_form("/devicelogin", &registered.display_name, &hidden, &username, Some(&message)))
-                    (deny_form(&code))
-                },
-            )
-        }
-        Err(error) => error_page(&error),
+        Err(error) => sign_in_again(&error, |message| {
+            html! {
+                (sign_in_form("/devicelogin", &registered.display_name, &hidden, &username, Some(message)))
+                (deny_form(&code))
+            }
+        })
+        .unwrap_or_else(|| error_page(&error)),
     }
 }
 
