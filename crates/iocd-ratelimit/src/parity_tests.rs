@@ -90,3 +90,64 @@ async fn memory_and_redis_decide_identically() {
     );
     // `prefix` deletes its keys from the shared Redis when it drops.
 }
+
+#[tokio::test]
+async fn usage_reads_the_same_room_from_memory_and_redis_without_counting() {
+    use crate::RateLimiter;
+    let Some(redis_url) = iocd_testkit::env::redis_url() else {
+        return;
+    };
+    let policy = Policy::unlimited().with_windows(
+        Family::Submit,
+        vec![
+            Window::new(5, Duration::from_secs(60)),
+            Window::new(50, Duration::from_secs(3600)),
+        ],
+    );
+    let prefix = iocd_testkit::RedisPrefix::new("usage");
+    let redis = RedisLimiter::connect(&redis_url, prefix.as_str(), policy.clone())
+        .await
+        .unwrap_or_else(|error| panic!("Redis must be running at {redis_url}: {error}"));
+    let memory = MemoryLimiter::new(policy);
+    for limiter in [&redis as &dyn RateLimiter, &memory] {
+        let fresh = limiter
+            .usage("t", "app", Family::Submit)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fresh
+                .windows
+                .iter()
+                .map(|w| (w.remaining, w.limit))
+                .collect::<Vec<_>>(),
+            [(5, 5), (50, 50)]
+        );
+        for _ in 0..2 {
+            assert!(limiter
+                .check("t", "app", Family::Submit)
+                .await
+                .unwrap()
+                .is_allowed());
+        }
+        // Reading twice counts nothing.
+        for _ in 0..2 {
+            let used = limiter
+                .usage("t", "app", Family::Submit)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                used.windows.iter().map(|w| w.remaining).collect::<Vec<_>>(),
+                [3, 48]
+            );
+            assert_eq!(used.windows[0].period, Duration::from_secs(60));
+        }
+        let unlimited = limiter
+            .usage("t", "app", Family::List)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(unlimited.windows.is_empty());
+    }
+}

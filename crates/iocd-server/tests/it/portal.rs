@@ -388,7 +388,227 @@ async fn an_empty_tenant_says_how_to_submit_a_first_indicator() {
     assert!(html.contains("/api/indicators"));
 }
 
+async fn export_writes_the_current_filter_and_the_match_box_explains_the_decision() {
+    let server = portal_server().await;
+    for n in 1..=3 {
+        submit(&server, &domain_request(n)).await;
+    }
+    submit(
+        &server,
+        &json!({"indicatorValue": "8.8.4.4", "indicatorType": "IpAddress", "action": "Block",
+                "title": "resolver", "description": "d"}),
+    )
+    .await;
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(VIEWER).await;
+    let csv = visitor
+        .get("/portal/export?format=csv&tab=urls&q=host2")
+        .await;
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("indicators-urls.csv"));
+    let text = csv.text().await.unwrap();
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "the header and the one match: {text}"
+    );
+    assert!(text.contains("host2.evil.example"));
+    let json_export: Value = visitor
+        .get("/portal/export?format=json&tab=urls")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json_export.as_array().unwrap().len(), 3);
+    let stix: Value = visitor
+        .get("/portal/export?format=stix&tab=ips")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stix["type"], "bundle");
+    assert_eq!(stix["objects"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        visitor
+            .get("/portal/export?format=xml&tab=ips")
+            .await
+            .status(),
+        400
+    );
+
+    let decided = visitor
+        .get("/portal/match?kind=domain&value=www.host1.evil.example")
+        .await;
+    assert_eq!(decided.status(), 200);
+    let html = decided.text().await.unwrap();
+    assert!(
+        html.contains("Decision: <strong class=\"decision\">Block</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("Deciding indicator"));
+    let nothing = visitor
+        .get("/portal/match?kind=ip&value=9.9.9.9")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(nothing.contains("No indicator applies"));
+    let bad = visitor.get("/portal/match?kind=ip&value=not-an-ip").await;
+    assert_eq!(bad.status(), 400);
+}
+
+async fn an_administrator_manages_apps_and_users_and_sees_quota_and_limits() {
+    let server = portal_server().await;
+    submit(&server, &domain_request(1)).await;
+    let mut visitor = Visitor::new(&server);
+    let page = visitor.sign_in(ADMIN).await;
+    let csrf = Visitor::csrf(&page.text().await.unwrap());
+    let admin = visitor.get("/portal/admin").await;
+    assert_eq!(admin.status(), 200);
+    let html = admin.text().await.unwrap();
+    assert!(
+        html.contains("<strong>1</strong> active indicators of <strong>15000</strong>"),
+        "{html}"
+    );
+    // The default app made one submit call: its submit window shows one call used.
+    assert!(
+        html.contains("submit: 99/100 per minute, 1499/1500 per hour"),
+        "{html}"
+    );
+
+    // An app: its secret is shown once, and it works.
+    let created = visitor
+        .post(
+            "/portal/admin/apps",
+            &[
+                ("csrf", &csrf),
+                ("name", "SOAR playbook"),
+                ("role", "Ti.ReadWrite.All"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), 303);
+    let shown = visitor.get("/portal/admin").await.text().await.unwrap();
+    let secret_at = shown.find(r#"id="created-secret">"#).expect("the secret") + 20;
+    let secret = &shown[secret_at..secret_at + shown[secret_at..].find('<').unwrap()];
+    let id_at = shown.find(r#"id="created-client-id">"#).unwrap() + 23;
+    let client_id = &shown[id_at..id_at + shown[id_at..].find('<').unwrap()];
+    let token = server
+        .fetch_token(&iocd_identity::NewAppCredentials {
+            tenant_id: server.app.tenant_id().to_string(),
+            client_id: client_id.to_string(),
+            client_secret: secret.to_string(),
+        })
+        .await;
+    assert!(!token.is_empty());
+    let again = visitor.get("/portal/admin").await.text().await.unwrap();
+    assert!(!again.contains(secret), "shown once");
+    // Its roles change, then it goes.
+    let roles = visitor
+        .post(
+            &format!("/portal/admin/apps/{client_id}/roles"),
+            &[("csrf", &csrf), ("role", "Ti.Read.All")],
+        )
+        .await;
+    assert_eq!(roles.status(), 303);
+    let app = server
+        .identity
+        .find_app(server.app.tenant_id(), client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(app.roles, ["Ti.Read.All"]);
+    let deleted = visitor
+        .post(
+            &format!("/portal/admin/apps/{client_id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.status(), 303);
+    assert!(server
+        .identity
+        .find_app(server.app.tenant_id(), client_id)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A user with a generated password, shown once; a role change; a bad name refused.
+    let created = visitor
+        .post(
+            "/portal/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("upn", "bob@contoso.example"),
+                ("name", "Bob"),
+                ("role", "Iocd.Indicators.Manage"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), 303);
+    let shown = visitor.get("/portal/admin").await.text().await.unwrap();
+    assert!(shown.contains("User <strong>bob@contoso.example</strong> created."));
+    assert!(shown.contains(r#"id="created-secret""#));
+    let changed = visitor
+        .post(
+            "/portal/admin/users/bob@contoso.example/roles",
+            &[("csrf", &csrf), ("role", "Iocd.Indicators.Read")],
+        )
+        .await;
+    assert_eq!(changed.status(), 303);
+    let bob = server
+        .identity
+        .find_user_by_upn(server.app.tenant_id(), "bob@contoso.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.roles, ["Iocd.Indicators.Read"]);
+    let refused = visitor
+        .post(
+            "/portal/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("upn", "not a name"),
+                ("name", "X"),
+                ("role", "Iocd.Indicators.Read"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("is invalid"));
+    // An administrator cannot lock themselves out.
+    let own = visitor
+        .post(
+            &format!("/portal/admin/users/{ADMIN}/roles"),
+            &[("csrf", &csrf), ("role", "Iocd.Indicators.Read")],
+        )
+        .await;
+    assert_eq!(own.status(), 400);
+    let gone = visitor
+        .post(
+            "/portal/admin/users/bob@contoso.example/delete",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(gone.status(), 303);
+    assert!(server
+        .identity
+        .find_user_by_upn(server.app.tenant_id(), "bob@contoso.example")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A manager is no administrator.
+    let mut manager = Visitor::new(&server);
+    manager.sign_in(MANAGER).await;
+    assert_eq!(manager.get("/portal/admin").await.status(), 403);
+}
+
 on_every_backend!(
+    export_writes_the_current_filter_and_the_match_box_explains_the_decision,
+    an_administrator_manages_apps_and_users_and_sees_quota_and_limits,
     signing_in_goes_through_the_authorization_endpoint_and_sets_a_strict_cookie,
     a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing,
     a_viewer_sees_everything_read_only,
