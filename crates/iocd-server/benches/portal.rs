@@ -13,7 +13,7 @@
 //! 10 % URLs, 1 % certificate thumbprints. A user signs in to the portal through the real
 //! authorization-code flow; an app takes a token. Then, for each tab, `--requests` page loads
 //! one after another on one keep-alive connection (`/portal/indicators?tab=…&size=100`, newest
-//! first), and the API call the page shows (same `$filter`, `$orderby`, `$top=100`), each timed
+//! first: `id desc`), and the API call the page shows (same `$filter`, `$orderby`, `$top=100`), each timed
 //! from sending the request to reading the whole body.
 
 use std::collections::HashMap;
@@ -303,7 +303,7 @@ async fn main() {
         let api = format!(
             "{base}/api/indicators?$filter={}&$orderby={}&$top=100&$skip=0",
             form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>(),
-            form_urlencoded::byte_serialize(b"creationTimeDateTimeUtc desc").collect::<String>()
+            form_urlencoded::byte_serialize(b"id desc").collect::<String>()
         );
         let portal = time_requests(&client, &page, ("cookie", &cookie), options.requests).await;
         let baseline =

@@ -123,10 +123,12 @@ impl ListParams {
             .collect();
         let get = |name: &str| field(&pairs, name).trim().to_string();
         let sort = get("sort");
-        let sort = if SORTABLE.iter().any(|(p, _)| *p == sort) {
+        // Newest first by default: ids grow with creation, and every index ends in the id, so
+        // the first page is read without sorting the tab (docs/benchmarks.md, "Portal").
+        let sort = if sort == "id" || SORTABLE.iter().any(|(p, _)| *p == sort) {
             sort
         } else {
-            "creationTimeDateTimeUtc".to_string()
+            "id".to_string()
         };
         let size = get("size").parse().unwrap_or(PAGE_SIZES[0]);
         ListParams {
@@ -629,7 +631,7 @@ mod tests {
     fn unknown_controls_fall_back_to_defaults() {
         let params = ListParams::parse(Some("tab=nope&sort=password&size=7&page=0"));
         assert_eq!(params.tab, Tab::Files);
-        assert_eq!(params.sort, "creationTimeDateTimeUtc");
+        assert_eq!(params.sort, "id");
         assert!(params.descending);
         assert_eq!((params.page, params.size), (1, 50));
         assert_eq!(
