@@ -15,6 +15,7 @@ pub mod list;
 pub mod match_api;
 pub mod oauth;
 pub mod openapi;
+mod openapi_complete;
 mod paths;
 pub mod portal;
 mod protocol;
@@ -43,7 +44,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
-use utoipa::OpenApi;
 use utoipa_scalar::Servable;
 
 pub use connections::ConnectionLimits;
@@ -207,7 +207,7 @@ fn iocd_routes(state: &AppState) -> Router<AppState> {
 
 /// The application with all its layers, ready to serve.
 pub fn app(state: AppState) -> Router {
-    let openapi = openapi::ApiDoc::openapi();
+    let openapi = openapi::document();
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
     Router::new()
@@ -226,7 +226,7 @@ pub fn app(state: AppState) -> Router {
         .merge(portal::routes())
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
-        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::ApiDoc::openapi()))
+        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::document()))
         .fallback(handlers::no_route)
         // Inside the error envelope, so injected errors get Defender's body and a request id.
         .layer(middleware::from_fn_with_state(state.clone(), faults::inject))

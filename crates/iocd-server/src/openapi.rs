@@ -126,10 +126,20 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document the server serves: the one the route annotations generate
+/// ([`ApiDoc`]), completed with what they cannot say (`openapi_complete.rs`): the statuses every
+/// authenticated, rate-limited or JSON-body operation can answer, the `/api/v1.0` aliases, the
+/// identity provider's and the service's other routes, and request schemas exact enough that
+/// what they accept the server accepts.
+pub fn document() -> serde_json::Value {
+    let mut document =
+        serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serialises");
+    crate::openapi_complete::complete(&mut document);
+    document
+}
+
 /// The OpenAPI document as pretty JSON: what `/openapi.json` serves, `iocd openapi` prints and
 /// `docs/openapi.json` commits, so that a change to the API shows up in review as a diff.
 pub fn document_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
+    serde_json::to_string_pretty(&document()).expect("the OpenAPI document serialises")
 }
