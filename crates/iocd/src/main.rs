@@ -432,8 +432,8 @@ struct ServeArgs {
     #[arg(long, env = "IOCD_CHANGE_LOG_MAX_ENTRIES")]
     change_log_max_entries: Option<u64>,
     /// Write no change log: only to measure what the log costs (the benchmark's
-    /// `--parts changelog`). History, the change feed, feed serials and other replicas' match
-    /// indexes all read the log, so a server without it serves them stale or empty.
+    /// `--parts changelog`). History, the change feed, feed serials and the match index (this
+    /// server's too) all follow the log, so a server without it serves them stale or empty.
     #[arg(long, env = "IOCD_NO_CHANGE_LOG", hide = true)]
     no_change_log: bool,
     /// A fault rule in force from the start (needs --emulator), as JSON:
