@@ -2,6 +2,7 @@
 `iocd serve --in-memory --emulator` per module, a reset before each test, the well-known
 credentials, and an injected 429 that the client under test must wait out."""
 
+import json
 import os
 import subprocess
 import tempfile
@@ -93,3 +94,44 @@ def test_an_injected_429_is_marked_and_then_gone(defender):
     retried = defender.post(f"{defender.base}/api/indicators", json=indicator("two.example"), timeout=10)
     assert retried.status_code == 200, retried.text
     assert "x-iocd-fault" not in retried.headers
+
+
+def test_the_journal_shows_what_the_client_sent_without_its_secrets(defender):
+    # The fixture's reset emptied the journal; its token call came after and is in it.
+    requests.post(
+        f"{defender.base}/_iocd/faults",
+        json={"family": "submit", "status": 429, "retryAfter": 1, "count": 1},
+        timeout=10,
+    ).raise_for_status()
+    body = indicator("three.example")
+    assert defender.post(f"{defender.base}/api/indicators", json=body, timeout=10).status_code == 429
+    assert defender.post(f"{defender.base}/api/indicators", json=body, timeout=10).status_code == 200
+
+    journal = requests.get(f"{defender.base}/_iocd/requests", timeout=10)
+    assert journal.status_code == 200, journal.text
+    entries = journal.json()["value"]
+    token_calls = [e for e in entries if e["path"].endswith("/oauth2/v2.0/token")]
+    assert token_calls and token_calls[0]["app"] == CLIENT_ID
+    assert "client_secret=[redacted]" in token_calls[0]["requestBody"]
+    assert CLIENT_SECRET not in journal.text
+    assert defender.headers["Authorization"].split()[1] not in journal.text
+
+    calls = requests.get(
+        f"{defender.base}/_iocd/requests",
+        params={"path": "/api/indicators", "method": "POST"},
+        timeout=10,
+    ).json()["value"]
+    assert [c["status"] for c in calls] == [429, 200]
+    assert calls[0]["fault"] and calls[1]["fault"] is None
+    assert calls[0]["requestHeaders"]["authorization"] == "Bearer [redacted]"
+    assert all(c["tenant"] == TENANT and c["app"] == CLIENT_ID for c in calls)
+    assert json.loads(calls[1]["requestBody"]) == body
+
+    later = requests.get(
+        f"{defender.base}/_iocd/requests",
+        params={"since": journal.json()["lastId"]},
+        timeout=10,
+    ).json()
+    assert later["value"] == []
+    requests.delete(f"{defender.base}/_iocd/requests", timeout=10).raise_for_status()
+    assert requests.get(f"{defender.base}/_iocd/requests", timeout=10).json()["value"] == []

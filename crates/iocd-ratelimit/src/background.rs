@@ -143,4 +143,24 @@ impl RateLimiter for BackgroundRedisLimiter {
             None => Ok(None),
         }
     }
+
+    async fn reset(&self, tenant: Option<&str>) -> Result<(), LimiterError> {
+        match self.shared.limiter.get() {
+            Some(limiter) => limiter.reset(tenant).await,
+            None => Err(LimiterError::Unavailable(format!(
+                "not connected to the rate-limit Redis yet: {}",
+                lock(&self.shared.last_failure)
+            ))),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), LimiterError> {
+        match self.shared.limiter.get() {
+            Some(limiter) => limiter.ping().await,
+            None => Err(LimiterError::Unavailable(format!(
+                "not connected to the rate-limit Redis yet: {}",
+                lock(&self.shared.last_failure)
+            ))),
+        }
+    }
 }

@@ -202,6 +202,11 @@ pub trait RateLimiter: Send + Sync {
         let _ = tenant;
         Ok(())
     }
+
+    /// Whether the limiter's store answers now (`/ready`); in-process limiters always do.
+    async fn ping(&self) -> Result<(), LimiterError> {
+        Ok(())
+    }
 }
 
 /// Admits every call: for deployments that switch rate limiting off entirely.

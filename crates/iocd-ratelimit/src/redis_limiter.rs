@@ -245,6 +245,30 @@ impl RateLimiter for RedisLimiter {
                 LimiterError::Unavailable(format!("the rate-limit Redis failed: {error}"))
             })
     }
+
+    async fn ping(&self) -> Result<(), LimiterError> {
+        let mut connection = self.connection.clone();
+        let pong: String = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| {
+            LimiterError::Unavailable(format!(
+                "the rate-limit Redis did not answer PING within {:?}",
+                self.timeout
+            ))
+        })?
+        .map_err(|error| {
+            LimiterError::Unavailable(format!("the rate-limit Redis failed: {error}"))
+        })?;
+        if pong != "PONG" {
+            return Err(LimiterError::Unavailable(format!(
+                "the rate-limit Redis answered PING with {pong:?}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Escapes Redis glob characters, so a key part matches only itself in `SCAN MATCH`.

@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use iocd_domain::{parse_submission, time, Actor};
 use iocd_formats::{Format, ImportOptions};
@@ -46,6 +46,10 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
                 .delete(crate::faults::clear_faults),
         )
         .route("/faults/{id}", delete(crate::faults::remove_fault))
+        .route(
+            "/requests",
+            get(crate::journal::list_requests).delete(crate::journal::clear_requests),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
 }
 
@@ -122,7 +126,9 @@ pub struct ResetReport {
     pub apps_deleted: u64,
 }
 
-fn query<T: serde::de::DeserializeOwned + Default>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+pub(crate) fn query<T: serde::de::DeserializeOwned + Default>(
+    uri: &axum::http::Uri,
+) -> Result<T, ApiError> {
     match uri.query() {
         None => Ok(T::default()),
         Some(query) => serde_urlencoded::from_str(query).map_err(|e| {
@@ -139,7 +145,8 @@ fn checked_tenant(tenant: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::bad_request(ErrorCode::InvalidInput, format!("tenant: {why}.")))
 }
 
-/// Empties indicators, rate-limit windows (and with `all=true` the apps) of one tenant or all.
+/// Empties indicators, the change log, rate-limit windows and the request journal (and with
+/// `all=true` the apps) of one tenant or all.
 #[utoipa::path(
     post,
     path = "/_iocd/reset",
@@ -175,6 +182,7 @@ pub async fn reset(
             format!("The indicators were reset but the rate-limit windows were not: {error}."),
         ));
     }
+    app.journal.clear(tenant);
     let mut apps_deleted = 0;
     if all == Some(true) {
         let store = app.identity.store();

@@ -101,6 +101,7 @@ pub async fn feed(
 ) -> Result<Response, ApiError> {
     caller.require(READ_ROLES)?;
     let request = FeedRequest::parse(&format, &query)?;
+    app.metrics.feed_served(&format);
     let now = time::now();
     let tenant = caller.tenant_id.clone();
     let version = app.matcher.feed_version(&tenant, now).await?;

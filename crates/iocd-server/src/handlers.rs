@@ -187,3 +187,69 @@ pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
 pub async fn health() -> Response {
     axum::Json(Value::from("ok")).into_response()
 }
+
+/// What `/ready` found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: &'static str,
+    /// `ok`: the database answered and the writer runs.
+    pub database: &'static str,
+    /// `ok`, or `not used` when the rate limits are in process.
+    pub redis: &'static str,
+}
+
+/// How long each readiness check may take.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Readiness probe: the database answers (and its writer runs), and so does Redis when the rate
+/// limits use it. A part that does not is named in a 503 in the API's error shape.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every part answers", body = Readiness),
+        (status = 503, description = "A part does not answer; the message names it", body = ErrorBody),
+    )
+)]
+pub async fn ready(State(app): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
+    let uses_redis = app.config.rate_limits.enabled && app.config.rate_limits.redis_url.is_some();
+    let (database, redis) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, app.store.ping()),
+        tokio::time::timeout(READY_TIMEOUT, app.rate_limiter.ping()),
+    );
+    let mut failing = Vec::new();
+    match database {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => failing.push(format!("database ({e})")),
+        Err(_) => failing.push(format!(
+            "database (no answer within {}s)",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+    match redis {
+        Ok(Ok(())) => {}
+        Ok(Err(iocd_ratelimit::LimiterError::Unavailable(why))) => {
+            failing.push(format!("redis ({why})"))
+        }
+        Err(_) => failing.push(format!(
+            "redis (no answer within {}s)",
+            READY_TIMEOUT.as_secs()
+        )),
+    }
+    if !failing.is_empty() {
+        tracing::warn!(failing = %failing.join("; "), "not ready");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::error::ErrorCode::ServiceUnavailable,
+            format!("Not ready: {}.", failing.join("; ")),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(5u64)));
+    }
+    Ok(axum::Json(Readiness {
+        status: "ready",
+        database: "ok",
+        redis: if uses_redis { "ok" } else { "not used" },
+    }))
+}

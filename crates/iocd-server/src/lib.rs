@@ -11,8 +11,10 @@ pub mod feeds;
 pub mod handlers;
 mod html;
 pub mod identity;
+pub mod journal;
 pub mod list;
 pub mod match_api;
+pub mod metrics;
 pub mod oauth;
 pub mod openapi;
 mod openapi_complete;
@@ -20,6 +22,7 @@ mod paths;
 pub mod portal;
 mod protocol;
 pub mod ratelimit;
+pub mod redact;
 mod signin;
 pub mod transport;
 
@@ -78,6 +81,10 @@ pub struct ServerConfig {
     pub well_known_app: Option<NewAppCredentials>,
     /// Fault rules in force from the start (`--fault`); `/_iocd/faults` changes them.
     pub faults: Vec<faults::FaultRule>,
+    /// Most calls the emulator's request journal keeps (`--journal-size`; 0 keeps none).
+    pub journal_size: usize,
+    /// Most bytes of each request and response body the journal keeps.
+    pub journal_body_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +101,8 @@ impl Default for ServerConfig {
             emulator: false,
             well_known_app: None,
             faults: Vec::new(),
+            journal_size: 1_000,
+            journal_body_bytes: 16 * 1024,
         }
     }
 }
@@ -113,6 +122,10 @@ pub struct AppState {
     pub faults: Arc<faults::Faults>,
     /// The web portal's sessions (`/portal`).
     pub portal: Arc<portal::Sessions>,
+    /// The emulator's request journal (`journal::record`).
+    pub journal: Arc<journal::Journal>,
+    /// What `/metrics` serves.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -144,9 +157,20 @@ impl AppState {
         let matcher = MatchEngine::start(stores.indicators.clone());
         let store = stores.indicators;
         let faults = Arc::new(faults::Faults::new(config.faults.clone()));
+        let journal = Arc::new(journal::Journal::new(
+            if config.emulator {
+                config.journal_size
+            } else {
+                0
+            },
+            config.journal_body_bytes,
+        ));
+        let metrics = Arc::new(metrics::Metrics::new(store.writer_metrics()));
         Ok(AppState {
             portal: Arc::new(portal::Sessions::default()),
             faults,
+            journal,
+            metrics,
             store,
             matcher,
             authenticator,
@@ -225,12 +249,14 @@ pub fn app(state: AppState) -> Router {
         .merge(signin::routes())
         .merge(portal::routes())
         .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
         .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::document()))
         .fallback(handlers::no_route)
         // Inside the error envelope, so injected errors get Defender's body and a request id.
         .layer(middleware::from_fn_with_state(state.clone(), faults::inject))
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             // Outermost first: the request id exists before anything logs or fails.
             ServiceBuilder::new()
@@ -249,10 +275,13 @@ pub fn app(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
                 .layer(SetResponseHeaderLayer::overriding(
                     HeaderName::from_static("odata-version"),
                     HeaderValue::from_static("4.0"),
                 ))
+                // Outside the error envelope: the journal keeps the body the client received.
+                .layer(middleware::from_fn_with_state(state, journal::record))
                 .layer(middleware::from_fn(error::error_envelope))
                 // Inside the envelope: an oversize URI or head is answered in the API's shape.
                 .layer(middleware::from_fn(protocol::head_limits))
@@ -336,8 +365,12 @@ impl Server {
         let router = self
             .router
             .layer(axum::Extension(changes::ShuttingDown(stopped.clone())));
-        let app: transport::App = NormalizePath::trim_trailing_slash(
-            tower::ServiceExt::map_request(router, paths::canonicalise as fn(Request) -> Request),
+        let app: transport::App = tower::ServiceExt::map_request(
+            NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
+                router,
+                paths::canonicalise as fn(Request) -> Request,
+            )),
+            remember_client_uri as fn(Request) -> Request,
         );
         transport::Serving::new(
             app,
@@ -350,6 +383,13 @@ impl Server {
         .await;
         Ok(())
     }
+}
+
+/// Keeps the URI as the client sent it (for the request journal) before it is rewritten.
+fn remember_client_uri(mut req: Request) -> Request {
+    let uri = req.uri().clone();
+    req.extensions_mut().insert(journal::ClientUri(uri));
+    req
 }
 
 /// Resolves on SIGINT or SIGTERM.

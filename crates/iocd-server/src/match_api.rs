@@ -139,6 +139,11 @@ async fn answer(
         .into_iter()
         .map(|i| (i.id, i))
         .collect();
+    let invalid = request.observables.iter().filter(|o| o.is_err()).count() as u64;
+    let matched = decisions.iter().flatten().count() as u64;
+    let total = request.observables.len() as u64;
+    app.metrics
+        .matched(matched, total.saturating_sub(matched + invalid), invalid);
     let value = request
         .observables
         .iter()

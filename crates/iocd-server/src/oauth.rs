@@ -235,8 +235,24 @@ async fn issue_token(
     body: &Bytes,
     version: TokenVersion,
 ) -> Result<Response, OAuthError> {
-    let request = parse_form(headers, body, origin, peer)?;
-    let response = app.identity.token(tenant, version, &request).await?;
+    let request = parse_form(headers, body, origin, peer).inspect_err(|e| {
+        app.metrics.token_failed(e.error, e.code);
+    })?;
+    let grant_type = request
+        .fields
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map_or("", |(_, v)| v.as_str());
+    let response = match app.identity.token(tenant, version, &request).await {
+        Ok(response) => {
+            app.metrics.token_issued(grant_type);
+            response
+        }
+        Err(e) => {
+            app.metrics.token_failed(e.error, e.code);
+            return Err(e.into());
+        }
+    };
     let granted = &response.granted;
     let mut body = match version {
         TokenVersion::V2 => json!({

@@ -103,6 +103,10 @@ impl Modify for BearerAuth {
         crate::faults::list_faults,
         crate::faults::clear_faults,
         crate::faults::remove_fault,
+        crate::journal::list_requests,
+        crate::journal::clear_requests,
+        crate::handlers::ready,
+        crate::metrics::metrics,
     ),
     components(schemas(
         Indicator, IndicatorRequest, IndicatorType, Action, Severity, ErrorBody, ErrorDetail,
@@ -113,15 +117,17 @@ impl Modify for BearerAuth {
         crate::emulator::ResetReport, crate::emulator::SeedReport, crate::emulator::RefusedRow,
         crate::changes::ChangeHistory, crate::changes::ChangePage, ChangeEntry, ChangeActor,
         ChangeKind, ChangeSource, PropertyChange,
-        crate::faults::FaultRule,
+        crate::faults::FaultRule, crate::journal::JournalPage, crate::journal::JournalEntry,
+        crate::handlers::Readiness,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "indicators", description = "Submit, list, import, read and delete indicators"),
         (name = "feeds", description = "iocd's own: indicators as lists for firewalls, DNS resolvers and IDS"),
         (name = "match", description = "iocd's own: what Defender would do with a URL, domain, address, file or certificate"),
-        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed, faults"),
-        (name = "changes", description = "iocd's change log: indicator history and the change feed")
+        (name = "emulator", description = "iocd's emulator controls (only with --emulator): reset, seed, faults, the request journal"),
+        (name = "changes", description = "iocd's change log: indicator history and the change feed"),
+        (name = "operations", description = "Readiness and Prometheus metrics")
     )
 )]
 pub struct ApiDoc;

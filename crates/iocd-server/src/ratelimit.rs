@@ -195,6 +195,7 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
             retry_after_secs,
             "rate limit reached"
         );
+        state.metrics.rate_limited(family.as_str());
         return too_many_requests(limit, period, retry_after_secs).into_response();
     }
     parts.extensions.insert(caller);

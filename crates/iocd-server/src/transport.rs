@@ -30,9 +30,12 @@ use crate::connections::{ConnectionLimits, Connections, Slot, Tracked};
 use crate::error::{ErrorBody, ErrorDetail};
 
 /// The application every listener serves: the router behind the path rewrites (case, trailing
-/// slash).
-pub(crate) type App = tower_http::normalize_path::NormalizePath<
-    tower::util::MapRequest<Router, fn(Request) -> Request>,
+/// slash), behind the step that remembers the URI the client sent.
+pub(crate) type App = tower::util::MapRequest<
+    tower_http::normalize_path::NormalizePath<
+        tower::util::MapRequest<Router, fn(Request) -> Request>,
+    >,
+    fn(Request) -> Request,
 >;
 
 /// A request extension: the address of the client's TCP connection (for a tunnel, of the

@@ -277,6 +277,38 @@ macro_rules! impl_indicator_store {
                     .await?;
                 Ok(done.rows_affected())
             }
+
+            async fn ping(&self) -> Result<(), $crate::StoreError> {
+                let _: i64 = sqlx::query_scalar("SELECT CAST(1 AS BIGINT)")
+                    .fetch_one(&self.readers)
+                    .await?;
+                if !self.writer.is_running() {
+                    return Err($crate::StoreError::WriterGone);
+                }
+                Ok(())
+            }
+
+            async fn active_counts(
+                &self,
+                now: iocd_domain::time::Timestamp,
+            ) -> Result<Vec<$crate::ActiveCount>, $crate::StoreError> {
+                let rows: Vec<(String, String, i64)> = sqlx::query_as($crate::sql::ACTIVE_COUNTS)
+                    .bind($crate::rows::ticks(now))
+                    .fetch_all(&self.readers)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(tenant_id, indicator_type, count)| $crate::ActiveCount {
+                        tenant_id,
+                        indicator_type,
+                        count: count.max(0) as u64,
+                    })
+                    .collect())
+            }
+
+            fn writer_metrics(&self) -> $crate::WriterMetrics {
+                self.writer.metrics()
+            }
         }
     };
 }

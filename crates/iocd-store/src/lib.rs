@@ -5,6 +5,7 @@
 //! [`iocd_domain::Indicator::apply_update`]) inside its transactions; it never decides them.
 
 pub mod authority;
+pub mod backup;
 mod batch;
 pub mod identity;
 mod indicator_store;
@@ -35,6 +36,7 @@ pub use matching::{FeedVersion, IndexChange, IndexRow, IndexSequence, MatchEngin
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use users::{AppSignIn, SignInGrant, UserInsertError, UserRecord, UserStore};
+pub use writer::WriterMetrics;
 
 /// Which indicators of a tenant a caller may see and change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,6 +298,24 @@ pub trait IndicatorStore: Send + Sync + 'static {
     /// how many rows went. Indicator ids are not reused afterwards. Their change log goes too
     /// (without entries); its sequence numbers are not reused either.
     async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Whether the database answers and the writer runs (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Active indicators at `now` per tenant and indicator type (for `/metrics`).
+    async fn active_counts(&self, now: Timestamp) -> Result<Vec<ActiveCount>, StoreError>;
+
+    /// The group-commit writer's metrics (queue, batch sizes, commit latency).
+    fn writer_metrics(&self) -> WriterMetrics;
+}
+
+/// Active indicators of one tenant and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCount {
+    pub tenant_id: String,
+    /// The wire name (`DomainName`, `FileSha256`…).
+    pub indicator_type: String,
+    pub count: u64,
 }
 
 /// The stores of one database, sharing its connections.

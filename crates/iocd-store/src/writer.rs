@@ -8,6 +8,8 @@
 
 use iocd_domain::time::Timestamp;
 use iocd_domain::{Actor, Submission};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::batch::{self, run_one_at_a_time, Command, Work};
@@ -51,18 +53,68 @@ impl ReplyTo {
     }
 }
 
+/// What the writer measures, as Prometheus metrics (shared handles: a server registers
+/// clones of them): commands waiting in the queue, commands per committed group, and how long
+/// each group took from its first statement to its commit.
+#[derive(Debug, Clone)]
+pub struct WriterMetrics {
+    /// Commands queued and not yet taken into a group.
+    pub queued: Gauge,
+    /// Commands per transaction (group commit).
+    pub batch_commands: Histogram,
+    /// Seconds from a group's first statement to its commit (or rollback).
+    pub commit_seconds: Histogram,
+}
+
+impl Default for WriterMetrics {
+    fn default() -> Self {
+        WriterMetrics {
+            queued: Gauge::default(),
+            // 1, 2, 4 … 256: MAX_COMMANDS_PER_COMMIT is the last bucket.
+            batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            // 100 µs … about 3.3 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
+}
+
 /// The handle through which a store sends its writes.
 pub(crate) struct Writer {
     queue: mpsc::Sender<WriteCommand>,
     commits: watch::Sender<u64>,
+    metrics: WriterMetrics,
 }
 
 impl Writer {
     pub(crate) fn spawn<C: WriteConnection>(conn: C, log: ChangeLogging) -> Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (commits, _) = watch::channel(0);
-        tokio::spawn(run(conn, rx, log, commits.clone()));
-        Writer { queue: tx, commits }
+        let metrics = WriterMetrics::default();
+        tokio::spawn(run(conn, rx, log, commits.clone(), metrics.clone()));
+        Writer {
+            queue: tx,
+            commits,
+            metrics,
+        }
+    }
+
+    /// The writer's metrics.
+    pub(crate) fn metrics(&self) -> WriterMetrics {
+        self.metrics.clone()
+    }
+
+    /// Whether the writer task still takes commands.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
+    async fn enqueue(&self, cmd: WriteCommand) -> Result<(), StoreError> {
+        self.metrics.queued.inc();
+        let sent = self.queue.send(cmd).await;
+        if sent.is_err() {
+            self.metrics.queued.dec();
+        }
+        sent.map_err(|_| StoreError::WriterGone)
     }
 
     /// A receiver that sees the number of commits so far change after each commit.
@@ -76,10 +128,7 @@ impl Writer {
         reply: ReplyTo,
         rx: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.queue
-            .send(WriteCommand { work, reply })
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        self.enqueue(WriteCommand { work, reply }).await?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -117,10 +166,7 @@ impl Writer {
             },
             reply: ReplyTo::Submit(reply),
         };
-        self.queue
-            .send(cmd)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
+        self.enqueue(cmd).await?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -149,6 +195,7 @@ async fn run<C: WriteConnection>(
     mut queue: mpsc::Receiver<WriteCommand>,
     log: ChangeLogging,
     commits: watch::Sender<u64>,
+    metrics: WriterMetrics,
 ) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -158,7 +205,13 @@ async fn run<C: WriteConnection>(
                 Err(_) => break,
             }
         }
+        metrics.queued.dec_by(batch.len() as i64);
+        metrics.batch_commands.observe(batch.len() as f64);
+        let started = std::time::Instant::now();
         run_batch(&mut conn, batch, log, &commits).await;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

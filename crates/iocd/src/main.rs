@@ -6,6 +6,7 @@ mod apps;
 mod changes;
 mod client;
 mod client_auth;
+mod config_file;
 mod durations;
 mod export;
 mod feed;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use iocd_identity::{
     bootstrap_development_app, ensure_well_known_app, ExternalIssuer, IdentityConfig,
     NewAppCredentials, DEFAULT_AUDIENCES, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET,
@@ -87,6 +88,37 @@ enum Command {
     /// Print the OpenAPI document the server serves at /openapi.json (as committed in
     /// docs/openapi.json).
     Openapi,
+    /// Write a consistent copy of a SQLite store to a file while servers keep writing to it
+    /// (SQLite's VACUUM INTO). PostgreSQL: pg_dump (docs/deployment.md).
+    Backup {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The backup file to write (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Restore a backup into a new or empty SQLite store (one holding indicators, apps or users
+    /// is refused). Stop the servers of that store first.
+    Restore {
+        /// The backup file (`iocd backup --output`).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
+    /// Configuration files for `iocd serve --config`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file: every key a long flag name of `iocd serve`, every value one
+    /// that flag accepts. Exits non-zero naming what is wrong.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -305,6 +337,11 @@ struct TokenArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// A TOML file of these settings, keyed by their long names (listen = "127.0.0.1:8080",
+    /// database = "sqlite://iocd.db", rate-limit = ["submit=100/1m"], emulator = true). Flags
+    /// and environment variables override it; `iocd config check FILE` validates it.
+    #[arg(long, env = "IOCD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "IOCD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -440,6 +477,13 @@ struct ServeArgs {
     /// {"family":"import","status":429,"retryAfter":1,"probability":0.2}. Repeatable.
     #[arg(long = "fault", env = "IOCD_FAULT", value_name = "JSON", value_parser = parse_fault)]
     fault: Vec<iocd_server::faults::FaultRule>,
+    /// Most API and token calls the emulator's request journal keeps (GET /_iocd/requests); the
+    /// oldest go first. 0 keeps none. Only with --emulator.
+    #[arg(long, env = "IOCD_JOURNAL_SIZE", default_value_t = ServerConfig::default().journal_size)]
+    journal_size: usize,
+    /// Most bytes of each request and response body the journal keeps (the rest is cut).
+    #[arg(long, env = "IOCD_JOURNAL_BODY_BYTES", default_value_t = ServerConfig::default().journal_body_bytes)]
+    journal_body_bytes: usize,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -556,6 +600,10 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs),
         max_connections: connection_cap(args.max_connections),
     };
+    if let Some(file) = &args.config {
+        // Its values were read before parsing (config_file.rs), as the flags' defaults.
+        tracing::info!(config = %file.display(), "settings from the configuration file, below flags and environment");
+    }
     if args.in_memory {
         args.database = iocd_store::sqlite::IN_MEMORY_URL.to_string();
     }
@@ -618,6 +666,8 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         emulator: args.emulator,
         well_known_app: well_known_app.clone(),
         faults: std::mem::take(&mut args.fault),
+        journal_size: args.journal_size,
+        journal_body_bytes: args.journal_body_bytes,
     };
     tracing::info!(rate_limits = %config.rate_limits.describe(), "rate limits");
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -797,7 +847,15 @@ async fn run_token(args: TokenArgs) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match config_file::command_for(Cli::command(), &args) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
     init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args).await,
@@ -823,6 +881,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Ca { db } => tls::print_authority(&db.database).await,
         Command::Openapi => {
             println!("{}", iocd_server::openapi::document_json());
+            Ok(())
+        }
+        Command::Backup { db, output } => {
+            let report = iocd_store::backup::backup(&db.database, &output)
+                .await
+                .with_context(|| format!("backing up {}", db.database))?;
+            print_json(&serde_json::to_value(report)?)
+        }
+        Command::Restore { input, db } => {
+            let report = iocd_store::backup::restore(&input, &db.database)
+                .await
+                .with_context(|| format!("restoring {} into {}", input.display(), db.database))?;
+            print_json(&serde_json::to_value(report)?)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let keys = config_file::check(&Cli::command(), &file)?;
+            println!("{}: ok ({keys} settings)", file.display());
             Ok(())
         }
     }

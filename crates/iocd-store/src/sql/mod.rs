@@ -24,6 +24,11 @@ pub const COLUMNS: &str = "id, indicator_value, indicator_type, action, created_
 pub const COUNT_ACTIVE: &str = "SELECT COUNT(*) FROM indicators \
     WHERE tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2)";
 
+/// Active indicators at `$1` per tenant and type.
+pub const ACTIVE_COUNTS: &str = "SELECT tenant_id, indicator_type, COUNT(*) FROM indicators \
+    WHERE expiration_time IS NULL OR expiration_time > $1 \
+    GROUP BY tenant_id, indicator_type ORDER BY tenant_id, indicator_type";
+
 /// Condition: indicator `$3` of tenant `$1` is active at `$2` and, when `$4` is not null,
 /// created by `$4` (the CAST gives PostgreSQL the parameter's type; SQLite accepts it too).
 const VISIBLE: &str = "tenant_id = $1 AND (expiration_time IS NULL OR expiration_time > $2) \

@@ -1,7 +1,9 @@
 //! The `iocd` binary's integration tests: the real binary run as a child process
 //! (`iocd_testkit::Iocd`), over scratch databases, spoken to over HTTP and through its own CLI.
 
+mod backup;
 mod cli;
+mod config;
 mod connections;
 mod crash;
 mod emulator;
