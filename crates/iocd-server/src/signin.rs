@@ -127,6 +127,26 @@ fn authorization_request(
     }
 }
 
+/// The authorization request in `fields` and the app it names, once the identity service has
+/// checked them; a request it refuses is answered with an error page, never a redirect (the
+/// redirect URI is not trusted yet).
+async fn checked_request(
+    app: &AppState,
+    tenant: &str,
+    fields: &[(String, String)],
+    origin: &RequestOrigin,
+) -> Result<(AuthorizationRequest, iocd_store::AppRegistration), Response> {
+    let request = authorization_request(fields, origin);
+    match app
+        .identity
+        .check_authorization_request(tenant, &request)
+        .await
+    {
+        Ok(registered) => Ok((request, registered)),
+        Err(refusal) => Err(error_page(&refusal.0)),
+    }
+}
+
 /// The parameters the sign-in form carries from the authorization request to its submission.
 const CARRIED: [&str; 8] = [
     "client_id",
@@ -174,14 +194,9 @@ async fn authorize_page(
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let request = authorization_request(&fields, &origin);
-    let registered = match app
-        .identity
-        .check_authorization_request(&tenant, &request)
-        .await
-    {
-        Ok(registered) => registered,
-        Err(refusal) => return error_page(&refusal.0),
+    let (_, registered) = match checked_request(&app, &tenant, &fields, &origin).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     let hidden = carried(&fields);
     page(
@@ -207,14 +222,9 @@ async fn authorize_submit(
     body: Bytes,
 ) -> Response {
     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-    let request = authorization_request(&fields, &origin);
-    let registered = match app
-        .identity
-        .check_authorization_request(&tenant, &request)
-        .await
-    {
-        Ok(registered) => registered,
-        Err(refusal) => return error_page(&refusal.0),
+    let (request, registered) = match checked_request(&app, &tenant, &fields, &origin).await {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     let username = form_value(&fields, "username").unwrap_or_default();
     let password = form_value(&fields, "password").unwrap_or_default();
