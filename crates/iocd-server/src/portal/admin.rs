@@ -268,6 +268,26 @@ fn created_notice(created: &Created) -> Markup {
     }
 }
 
+/// The admin page again with `why` above it, as a 400: a change the rules refuse.
+async fn bad_request(app: &AppState, signed: &Signed, why: &str) -> Response {
+    admin_page(app, signed, StatusCode::BAD_REQUEST, Some(why)).await
+}
+
+/// What a role change or a deletion answers: back to the admin page when it was done, a 404
+/// saying `missing` when there was nothing to change, the refusal otherwise.
+async fn done_or_missing(
+    app: &AppState,
+    signed: &Signed,
+    outcome: Result<bool, RegisterError>,
+    missing: &str,
+) -> Response {
+    match outcome {
+        Ok(true) => see_other("/portal/admin"),
+        Ok(false) => admin_page(app, signed, StatusCode::NOT_FOUND, Some(missing)).await,
+        Err(error) => refused(app, signed, error).await,
+    }
+}
+
 async fn refused(app: &AppState, signed: &Signed, error: RegisterError) -> Response {
     match error {
         RegisterError::Invalid(why) => {
@@ -301,7 +321,7 @@ pub(crate) async fn create_app(State(app): State<AppState>, form: SignedForm) ->
     }
     let roles = match parse_roles(&form, Role::parse) {
         Ok(roles) => roles,
-        Err(why) => return admin_page(&app, signed, StatusCode::BAD_REQUEST, Some(&why)).await,
+        Err(why) => return bad_request(&app, signed, &why).await,
     };
     let name = form.get("name").trim().to_string();
     match register_app(
@@ -336,29 +356,24 @@ pub(crate) async fn app_roles(
     }
     let roles = match parse_roles(&form, Role::parse) {
         Ok(roles) => roles,
-        Err(why) => return admin_page(&app, signed, StatusCode::BAD_REQUEST, Some(&why)).await,
+        Err(why) => return bad_request(&app, signed, &why).await,
     };
     if client_id == portal_client_id(&signed.caller.tenant_id) {
-        return admin_page(
+        return bad_request(
             &app,
             signed,
-            StatusCode::BAD_REQUEST,
-            Some("The portal's own client holds no roles: its users' roles decide."),
+            "The portal's own client holds no roles: its users' roles decide.",
         )
         .await;
     }
-    match set_app_roles(
+    let outcome = set_app_roles(
         app.identity.store().as_ref(),
         &signed.caller.tenant_id,
         &client_id,
         &roles,
     )
-    .await
-    {
-        Ok(true) => see_other("/portal/admin"),
-        Ok(false) => admin_page(&app, signed, StatusCode::NOT_FOUND, Some("No such app.")).await,
-        Err(error) => refused(&app, signed, error).await,
-    }
+    .await;
+    done_or_missing(&app, signed, outcome, "No such app.").await
 }
 
 /// `POST /portal/admin/apps/{client_id}/delete`.
@@ -372,24 +387,20 @@ pub(crate) async fn delete_app(
         return not_admin(signed);
     }
     if client_id == portal_client_id(&signed.caller.tenant_id) {
-        return admin_page(
+        return bad_request(
             &app,
             signed,
-            StatusCode::BAD_REQUEST,
-            Some("The portal's own client cannot be deleted here."),
+            "The portal's own client cannot be deleted here.",
         )
         .await;
     }
-    match app
+    let outcome = app
         .identity
         .store()
         .delete_app(&signed.caller.tenant_id, &client_id)
         .await
-    {
-        Ok(true) => see_other("/portal/admin"),
-        Ok(false) => admin_page(&app, signed, StatusCode::NOT_FOUND, Some("No such app.")).await,
-        Err(error) => store_failure(signed, &error),
-    }
+        .map_err(RegisterError::Store);
+    done_or_missing(&app, signed, outcome, "No such app.").await
 }
 
 /// `POST /portal/admin/users`: creates a user; a generated password is shown once.
@@ -400,7 +411,7 @@ pub(crate) async fn create_user_form(State(app): State<AppState>, form: SignedFo
     }
     let roles = match parse_roles(&form, UserRole::parse) {
         Ok(roles) => roles,
-        Err(why) => return admin_page(&app, signed, StatusCode::BAD_REQUEST, Some(&why)).await,
+        Err(why) => return bad_request(&app, signed, &why).await,
     };
     let password = Some(form.get("password")).filter(|p| !p.is_empty());
     match create_user(
@@ -445,31 +456,24 @@ pub(crate) async fn user_roles(
     }
     let roles = match parse_roles(&form, UserRole::parse) {
         Ok(roles) => roles,
-        Err(why) => return admin_page(&app, signed, StatusCode::BAD_REQUEST, Some(&why)).await,
+        Err(why) => return bad_request(&app, signed, &why).await,
     };
     if is_me(signed, &upn) && !roles.contains(&UserRole::Admin) {
-        return admin_page(
+        return bad_request(
             &app,
             signed,
-            StatusCode::BAD_REQUEST,
-            Some(
-                "You cannot take the administrator role from yourself; another administrator can.",
-            ),
+            "You cannot take the administrator role from yourself; another administrator can.",
         )
         .await;
     }
-    match set_user_roles(
+    let outcome = set_user_roles(
         app.identity.store().as_ref(),
         &signed.caller.tenant_id,
         &upn,
         &roles,
     )
-    .await
-    {
-        Ok(true) => see_other("/portal/admin"),
-        Ok(false) => admin_page(&app, signed, StatusCode::NOT_FOUND, Some("No such user.")).await,
-        Err(error) => refused(&app, signed, error).await,
-    }
+    .await;
+    done_or_missing(&app, signed, outcome, "No such user.").await
 }
 
 /// `POST /portal/admin/users/{upn}/delete`.
@@ -483,22 +487,18 @@ pub(crate) async fn delete_user(
         return not_admin(signed);
     }
     if is_me(signed, &upn) {
-        return admin_page(
+        return bad_request(
             &app,
             signed,
-            StatusCode::BAD_REQUEST,
-            Some("You cannot delete yourself; another administrator can."),
+            "You cannot delete yourself; another administrator can.",
         )
         .await;
     }
-    match app
+    let outcome = app
         .identity
         .store()
         .delete_user(&signed.caller.tenant_id, &upn)
         .await
-    {
-        Ok(true) => see_other("/portal/admin"),
-        Ok(false) => admin_page(&app, signed, StatusCode::NOT_FOUND, Some("No such user.")).await,
-        Err(error) => store_failure(signed, &error),
-    }
+        .map_err(RegisterError::Store);
+    done_or_missing(&app, signed, outcome, "No such user.").await
 }

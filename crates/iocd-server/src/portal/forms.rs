@@ -220,10 +220,7 @@ pub(crate) async fn edit_form(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    if !signed.can_manage() {
-        return read_only(&signed);
-    }
-    let indicator = match find(&app, &signed, &id).await {
+    let indicator = match find_to_manage(&app, &signed, &id).await {
         Ok(indicator) => indicator,
         Err(response) => return response,
     };
@@ -247,10 +244,7 @@ pub(crate) async fn update(
     form: SignedForm,
 ) -> Response {
     let signed = &form.signed;
-    if !signed.can_manage() {
-        return read_only(signed);
-    }
-    let indicator = match find(&app, signed, &id).await {
+    let indicator = match find_to_manage(&app, signed, &id).await {
         Ok(indicator) => indicator,
         Err(response) => return response,
     };
@@ -326,6 +320,15 @@ async fn save(
 }
 
 /// The indicator `id` as the user may see it, or the page saying it is not there.
+/// [`find`] for a page that changes the indicator: a user without the manage role gets the
+/// read-only refusal instead.
+async fn find_to_manage(app: &AppState, signed: &Signed, id: &str) -> Result<Indicator, Response> {
+    if !signed.can_manage() {
+        return Err(read_only(signed));
+    }
+    find(app, signed, id).await
+}
+
 pub(crate) async fn find(app: &AppState, signed: &Signed, id: &str) -> Result<Indicator, Response> {
     let not_found = || {
         message_page(
@@ -545,10 +548,7 @@ pub(crate) async fn delete_one(
     form: SignedForm,
 ) -> Response {
     let signed = &form.signed;
-    if !signed.can_manage() {
-        return read_only(signed);
-    }
-    let indicator = match find(&app, signed, &id).await {
+    let indicator = match find_to_manage(&app, signed, &id).await {
         Ok(indicator) => indicator,
         Err(response) => return response,
     };

@@ -127,31 +127,13 @@ pub(crate) async fn import(
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(error) => {
-                return import_page(
-                    &signed,
-                    error.status(),
-                    Some(&format!(
-                        "The upload could not be read: {}",
-                        error.body_text()
-                    )),
-                )
-            }
+            Err(error) => return unreadable_upload(&signed, &error),
         };
         let name = field.name().unwrap_or_default().to_string();
         let file_name = field.file_name().unwrap_or_default().to_string();
         let bytes = match field.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) => {
-                return import_page(
-                    &signed,
-                    error.status(),
-                    Some(&format!(
-                        "The upload could not be read: {}",
-                        error.body_text()
-                    )),
-                )
-            }
+            Err(error) => return unreadable_upload(&signed, &error),
         };
         let text = || String::from_utf8_lossy(&bytes).trim().to_string();
         match name.as_str() {
@@ -371,6 +353,21 @@ pub(crate) async fn import_report(signed: Signed, Path(number): Path<String>) ->
             .insert("refresh", HeaderValue::from_static("1"));
     }
     response
+}
+
+/// The import page again, saying why the multipart upload could not be read.
+fn unreadable_upload(
+    signed: &Signed,
+    error: &axum::extract::multipart::MultipartError,
+) -> Response {
+    import_page(
+        signed,
+        error.status(),
+        Some(&format!(
+            "The upload could not be read: {}",
+            error.body_text()
+        )),
+    )
 }
 
 /// `GET /portal/export?format=csv&tab=…`: every indicator of the list's current filter (all

@@ -115,8 +115,19 @@ impl Browser {
         }
     }
 
+    /// The element's text; found again when the page replaced it between the find and the
+    /// read (a stale element after a navigation or the import page's refresh).
     async fn text(&self, css: &str) -> String {
-        self.wait_for(css).await.text().await.unwrap()
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                Err(error) if Instant::now() >= deadline => {
+                    panic!("reading the text of {css}: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     async fn exists(&self, css: &str) -> bool {
