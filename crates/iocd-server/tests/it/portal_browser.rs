@@ -21,7 +21,9 @@ use crate::portal::{portal_server, MANAGER, PASSWORD, VIEWER};
 /// One Chromium at a time: the machine's cores are few and a browser is heavy.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const WAIT: Duration = Duration::from_secs(20);
+/// How long a page may take to show what a test waits for. Generous: under CI's parallel tests a
+/// page load or the import page's refresh can take many seconds on two cores.
+const WAIT: Duration = Duration::from_secs(60);
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
