@@ -282,6 +282,38 @@ fn import_csv(server: &Server, dir: &Path, name: &str, values: &[&str]) {
     );
 }
 
+/// Starts `iocd changes --follow` with `extra` arguments against `url`, authenticating with
+/// `app`'s client credentials; the lines it prints arrive on the receiver.
+fn follow_changes(
+    url: &str,
+    app: &NewAppCredentials,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut follow = crate::iocd()
+        .command()
+        .args(["changes", "--follow"])
+        .args(extra)
+        .env("IOCD_URL", url)
+        .env_remove("IOCD_TOKEN")
+        .env("IOCD_TENANT_ID", &app.tenant_id)
+        .env("IOCD_CLIENT_ID", &app.client_id)
+        .env("IOCD_CLIENT_SECRET", &app.client_secret)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (follow, rx)
+}
+
 /// `iocd changes` prints the feed as JSON lines and stops at its end; `--since` skips what was
 /// seen; `--follow` keeps printing entries as they commit.
 #[tokio::test]
@@ -317,27 +349,7 @@ async fn changes_prints_the_feed_as_json_lines_and_follows_it() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("c.example"), "{text}");
 
-    let mut follow = crate::iocd()
-        .command()
-        .args(["changes", "--follow", "--since", "3"])
-        .env("IOCD_URL", &server.url)
-        .env_remove("IOCD_TOKEN")
-        .env("IOCD_TENANT_ID", &server.app.tenant_id)
-        .env("IOCD_CLIENT_ID", &server.app.client_id)
-        .env("IOCD_CLIENT_SECRET", &server.app.client_secret)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follow.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut follow, rx) = follow_changes(&server.url, &server.app, &["--since", "3"]);
     import_csv(&server, dir.path(), "two.csv", &["d.example"]);
     let line = rx
         .recv_timeout(std::time::Duration::from_secs(20))
@@ -368,28 +380,7 @@ async fn changes_follow_renews_an_expired_token() {
         "follower",
         "Ti.ReadWrite.All",
     );
-    let mut follow = crate::iocd()
-        .command()
-        .args(["changes", "--follow", "--wait", "2"])
-        .env("IOCD_URL", process.base_url())
-        .env_remove("IOCD_TOKEN")
-        .env("IOCD_TENANT_ID", &app.tenant_id)
-        .env("IOCD_CLIENT_ID", &app.client_id)
-        .env("IOCD_CLIENT_SECRET", &app.client_secret)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follow.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut follow, rx) = follow_changes(&process.base_url(), &app, &["--wait", "2"]);
     tokio::time::sleep(std::time::Duration::from_secs(63)).await;
     assert!(
         follow.try_wait().unwrap().is_none(),
