@@ -105,12 +105,12 @@ pub struct ChangeActor {
 }
 
 impl ChangeActor {
-    /// An API caller.
-    pub fn api(actor: &Actor) -> ChangeActor {
+    /// The writer of a change, through the source it wrote by.
+    pub fn of(actor: &Actor) -> ChangeActor {
         ChangeActor {
             id: actor.id.clone(),
             display_name: actor.display_name.clone(),
-            source: ChangeSource::PublicApi,
+            source: actor.source,
         }
     }
 
@@ -318,10 +318,7 @@ mod tests {
     use serde_json::json;
 
     fn actor() -> Actor {
-        Actor {
-            id: "app".into(),
-            display_name: "App".into(),
-        }
+        Actor::new("app", "App")
     }
 
     fn submit(body: Value) -> crate::Submission {

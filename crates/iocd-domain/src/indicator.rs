@@ -5,22 +5,55 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::change::ChangeSource;
 use crate::enums::{Action, IndicatorType, Severity};
 use crate::submission::Submission;
 use crate::time::{format_wire, Timestamp};
 
 /// `createdBySource` of indicators submitted through the API (`Portal` is the UI's).
 pub const CREATED_BY_SOURCE_API: &str = "PublicApi";
+/// `createdBySource` of indicators created in a portal.
+pub const CREATED_BY_SOURCE_PORTAL: &str = "Portal";
 /// `category` of every indicator observed from the real service when none is given.
 pub const DEFAULT_CATEGORY: i64 = 1;
 
-/// Who is writing: the calling application (or user) as the API reports it.
+/// Who is writing: the calling application (or user) as the API reports it, and through what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// Client id of the application (or the user's UPN): `createdBy` / `lastUpdatedBy`.
     pub id: String,
     /// `createdByDisplayName`.
     pub display_name: String,
+    /// Through what the write arrives: the change log records it, and a portal creation says
+    /// `createdBySource: "Portal"` as the real portal's rows do.
+    pub source: ChangeSource,
+}
+
+impl Actor {
+    /// A caller of the Indicators API.
+    pub fn new(id: impl Into<String>, display_name: impl Into<String>) -> Actor {
+        Actor {
+            id: id.into(),
+            display_name: display_name.into(),
+            source: ChangeSource::PublicApi,
+        }
+    }
+
+    /// The same caller, writing through `source` (the portal, say).
+    pub fn via(self, source: ChangeSource) -> Actor {
+        Actor { source, ..self }
+    }
+
+    /// `createdBySource` of what this actor creates: the real service knows only `Portal` and
+    /// `PublicApi`, so iocd's own sources report `PublicApi`.
+    fn created_by_source(&self) -> &'static str {
+        match self.source {
+            ChangeSource::Portal => CREATED_BY_SOURCE_PORTAL,
+            ChangeSource::PublicApi | ChangeSource::CliImport | ChangeSource::Sweeper => {
+                CREATED_BY_SOURCE_API
+            }
+        }
+    }
 }
 
 /// The Indicator entity. Field order is the wire order of real responses, and optional
@@ -126,7 +159,7 @@ impl Indicator {
             additional_info: sub.additional_info.on_create(),
             created_by_display_name: actor.display_name.clone(),
             external_id: sub.external_id.on_create(),
-            created_by_source: CREATED_BY_SOURCE_API.to_string(),
+            created_by_source: actor.created_by_source().to_string(),
             certificate_info: sub.certificate_info.on_create(),
             value_key: sub.value_key.clone(),
         }
@@ -188,10 +221,7 @@ mod tests {
     use serde_json::json;
 
     fn actor(id: &str) -> Actor {
-        Actor {
-            id: id.into(),
-            display_name: format!("{id} app"),
-        }
+        Actor::new(id, format!("{id} app"))
     }
 
     #[test]

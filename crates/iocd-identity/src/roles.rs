@@ -145,13 +145,12 @@ impl Caller {
     }
 
     pub fn actor(&self) -> Actor {
-        Actor {
-            id: self.actor_id().to_string(),
-            display_name: self
-                .user
+        Actor::new(
+            self.actor_id(),
+            self.user
                 .as_ref()
                 .map_or_else(|| self.display_name.clone(), |u| u.name.clone()),
-        }
+        )
     }
 }
 

@@ -217,10 +217,7 @@ async fn main() {
         tenant_id: tenant.clone(),
         owner: None,
     };
-    let actor = Actor {
-        id: app.client_id.clone(),
-        display_name: "portal benchmark".to_string(),
-    };
+    let actor = Actor::new(app.client_id.clone(), "portal benchmark");
     let limits = WriteLimits {
         max_active_indicators: None,
     };

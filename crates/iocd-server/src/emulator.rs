@@ -281,10 +281,7 @@ pub async fn seed_tenant(
         })
         .collect();
     let scope = Scope::tenant_wide(tenant);
-    let actor = Actor {
-        id: SEED_ACTOR_ID.to_string(),
-        display_name: SEED_ACTOR_NAME.to_string(),
-    };
+    let actor = Actor::new(SEED_ACTOR_ID.to_string(), SEED_ACTOR_NAME.to_string());
     let mut loaded = 0;
     for chunk in parsed.items.chunks(SEED_BATCH) {
         let mut valid = Vec::with_capacity(chunk.len());

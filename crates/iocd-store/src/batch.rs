@@ -512,7 +512,7 @@ impl Working {
                     if let Some(before) = before {
                         let (kind, changes) = change::update_change(&before, &updated);
                         let entry =
-                            ChangeEntry::new(kind, &updated, ChangeActor::api(actor), changes, now);
+                            ChangeEntry::new(kind, &updated, ChangeActor::of(actor), changes, now);
                         self.append(tenant, entry)?;
                     }
                     results.push(Ok(ItemOutcome::Updated(updated)));
@@ -540,7 +540,7 @@ impl Working {
                 let entry = ChangeEntry::new(
                     ChangeKind::Created,
                     &indicator,
-                    ChangeActor::api(actor),
+                    ChangeActor::of(actor),
                     changes,
                     now,
                 );
@@ -651,7 +651,7 @@ impl Working {
                     removed = Some(ChangeEntry::new(
                         kind,
                         &slot.indicator,
-                        ChangeActor::api(actor),
+                        ChangeActor::of(actor),
                         Vec::new(),
                         now,
                     ));
@@ -764,10 +764,7 @@ mod tests {
                     };
                     Work::Delete {
                         scope,
-                        actor: Actor {
-                            id: app.to_string(),
-                            display_name: format!("{app} display"),
-                        },
+                        actor: Actor::new(app.to_string(), format!("{app} display")),
                         ids,
                         via,
                         now,
@@ -775,10 +772,7 @@ mod tests {
                 } else {
                     Work::Submit {
                         scope,
-                        actor: Actor {
-                            id: app.to_string(),
-                            display_name: format!("{app} display"),
-                        },
+                        actor: Actor::new(app.to_string(), format!("{app} display")),
                         items: (0..1 + rng.below(4))
                             .map(|_| random_submission(rng, now))
                             .collect(),
@@ -902,10 +896,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("corrupt.db").display());
         let store = SqliteStore::open(&url).await.unwrap();
         let scope = Scope::tenant_wide("t1");
-        let actor = Actor {
-            id: "app".into(),
-            display_name: "App".into(),
-        };
+        let actor = Actor::new("app", "App");
         let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
         let submission = |value: &str| {
             iocd_domain::parse_submission(&json!({

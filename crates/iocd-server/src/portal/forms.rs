@@ -9,7 +9,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use iocd_domain::time;
-use iocd_domain::{parse_submission, Action, Indicator, IndicatorType, Severity, ValidationError};
+use iocd_domain::{
+    parse_submission, Action, ChangeSource, Indicator, IndicatorType, Severity, ValidationError,
+};
 use iocd_store::{DeleteOutcome, DeleteVia};
 use maud::{html, Markup};
 use serde_json::{Map, Value};
@@ -293,7 +295,7 @@ async fn save(
         .store
         .submit(
             &signed.caller.write_scope(),
-            &signed.caller.actor(),
+            &signed.caller.actor().via(ChangeSource::Portal),
             vec![submission],
             app.write_limits(),
             time::now(),
@@ -556,7 +558,7 @@ pub(crate) async fn delete_one(
         .store
         .delete(
             &signed.caller.write_scope(),
-            &signed.caller.actor(),
+            &signed.caller.actor().via(ChangeSource::Portal),
             &[indicator.id],
             DeleteVia::Single,
             time::now(),
@@ -616,7 +618,7 @@ pub(crate) async fn delete_selected(State(app): State<AppState>, form: SignedFor
         .store
         .delete(
             &signed.caller.write_scope(),
-            &signed.caller.actor(),
+            &signed.caller.actor().via(ChangeSource::Portal),
             &ids,
             DeleteVia::Batch,
             time::now(),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use iocd_domain::{parse_submission, time, Submission, ValidationError};
+use iocd_domain::{parse_submission, time, ChangeSource, Submission, ValidationError};
 use iocd_formats::{detect_format, Format, ImportOptions, RowProblem};
 use iocd_identity::Caller;
 use iocd_odata::{parse_list_query, MAX_TOP};
@@ -233,7 +233,7 @@ async fn run_import(
             .store
             .submit(
                 &caller.write_scope(),
-                &caller.actor(),
+                &caller.actor().via(ChangeSource::Portal),
                 valid,
                 app.write_limits(),
                 time::now(),

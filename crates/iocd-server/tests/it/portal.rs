@@ -284,6 +284,70 @@ async fn a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing()
     assert_eq!(after.status(), 303, "signed out");
 }
 
+async fn writes_made_in_the_portal_are_recorded_as_the_portals() {
+    let server = portal_server().await;
+    let mut visitor = Visitor::new(&server);
+    let page = visitor.sign_in(MANAGER).await;
+    let csrf = Visitor::csrf(&page.text().await.unwrap());
+    let saved = visitor
+        .post(
+            "/portal/indicators/new",
+            &[
+                ("csrf", &csrf),
+                ("indicatorType", "DomainName"),
+                ("indicatorValue", "portal-made.example"),
+                ("action", "Block"),
+                ("title", "made in the portal"),
+                ("description", "added by hand"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), 303, "{}", saved.text().await.unwrap());
+    let location = saved.headers()[LOCATION].to_str().unwrap().to_string();
+    let id = location
+        .trim_start_matches("/portal/indicators/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let created = server
+        .send(reqwest::Method::GET, &format!("/api/indicators/{id}"))
+        .await;
+    assert_eq!(created.status(), 200);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["createdBySource"], "Portal");
+    assert_eq!(created["createdBy"], MANAGER);
+
+    let deleted = visitor
+        .post(
+            &format!("/portal/indicators/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.status(), 303);
+    let history: Value = server
+        .send(
+            reqwest::Method::GET,
+            &format!("/iocd/v1/indicators/{id}/history"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = history["value"].as_array().unwrap();
+    let sources: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["actor"]["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sources, [("Created", "Portal"), ("Deleted", "Portal")]);
+    assert!(entries.iter().all(|e| e["actor"]["id"] == MANAGER));
+}
+
 async fn a_viewer_sees_everything_read_only() {
     let server = portal_server().await;
     let created = submit(&server, &domain_request(2)).await;
@@ -612,6 +676,7 @@ on_every_backend!(
     signing_in_goes_through_the_authorization_endpoint_and_sets_a_strict_cookie,
     a_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing,
     a_viewer_sees_everything_read_only,
+    writes_made_in_the_portal_are_recorded_as_the_portals,
     the_list_runs_the_apis_query_with_tabs_filters_sorting_and_paging,
     an_empty_tenant_says_how_to_submit_a_first_indicator,
 );

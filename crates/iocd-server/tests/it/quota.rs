@@ -16,10 +16,10 @@ use serde_json::{json, Value};
 fn harness_actor(server: &TestServer) -> (Scope, Actor) {
     (
         Scope::tenant_wide(server.app.tenant_id()),
-        Actor {
-            id: server.app.client_id().to_string(),
-            display_name: server.app.display_name.clone(),
-        },
+        Actor::new(
+            server.app.client_id().to_string(),
+            server.app.display_name.clone(),
+        ),
     )
 }
 

@@ -131,10 +131,7 @@ mod tests {
             "action": "Alert", "title": "t", "description": "d"
         }))
         .unwrap();
-        let actor = iocd_domain::Actor {
-            id: "app".into(),
-            display_name: "App".into(),
-        };
+        let actor = iocd_domain::Actor::new("app", "App");
         let ind = Indicator::create(7, &sub, &actor, iocd_domain::time::now());
         let row = indicator_json(&ind);
         assert_eq!(row.as_array().unwrap().len(), columns);

@@ -51,10 +51,7 @@ async fn fill(store: &dyn IndicatorStore) {
             }))
         })
         .collect();
-    let app = Actor {
-        id: "common-app".into(),
-        display_name: "common".into(),
-    };
+    let app = Actor::new("common-app", "common");
     let results = store
         .submit(&scope, &app, common, WriteLimits::default(), time::now())
         .await
@@ -72,10 +69,7 @@ async fn fill(store: &dyn IndicatorStore) {
             }))
         })
         .collect();
-    let rare_app = Actor {
-        id: "rare-app".into(),
-        display_name: "rare".into(),
-    };
+    let rare_app = Actor::new("rare-app", "rare");
     let results = store
         .submit(&scope, &rare_app, rare, WriteLimits::default(), time::now())
         .await

@@ -11,10 +11,7 @@ use iocd_testkit::{on_every_backend, ScratchDatabase};
 use serde_json::json;
 
 fn actor() -> Actor {
-    Actor {
-        id: "feed".into(),
-        display_name: "Feed".into(),
-    }
+    Actor::new("feed", "Feed")
 }
 
 fn expiring(value: &str, at: Timestamp) -> Submission {
