@@ -231,6 +231,73 @@ pub fn diff(old: Option<&Indicator>, new: Option<&Indicator>) -> Vec<PropertyCha
         .collect()
 }
 
+/// Properties every creation sets to the same value when the request is silent
+/// ([`Indicator::create`]), with that value.
+fn creation_defaults() -> [(&'static str, Value); 7] {
+    [
+        ("category", Value::from(crate::indicator::DEFAULT_CATEGORY)),
+        ("generateAlert", Value::Bool(false)),
+        ("historicalDetection", Value::Bool(false)),
+        ("mitreTechniques", Value::Array(Vec::new())),
+        ("rbacGroupIds", Value::Array(Vec::new())),
+        ("rbacGroupNames", Value::Array(Vec::new())),
+        (
+            "severity",
+            Value::from(crate::enums::Severity::Informational.as_str()),
+        ),
+    ]
+}
+
+/// Properties a creation's entry already says: who created it, through what, and when.
+fn creation_implied(entry: &ChangeEntry) -> [(&'static str, Value); 5] {
+    let creator = Actor {
+        id: entry.actor.id.clone(),
+        display_name: entry.actor.display_name.clone(),
+        source: entry.actor.source,
+    };
+    let time = Value::from(format_wire(entry.time));
+    [
+        ("createdBy", Value::from(entry.actor.id.clone())),
+        (
+            "createdByDisplayName",
+            Value::from(entry.actor.display_name.clone()),
+        ),
+        ("createdBySource", Value::from(creator.created_by_source())),
+        ("creationTimeDateTimeUtc", time.clone()),
+        ("lastUpdateTime", time),
+    ]
+}
+
+/// The changes of a `Created` entry that its entry does not imply: without the creator, the
+/// time and the properties left at their creation defaults. A creation is most of the log's
+/// writes, and most of its properties are those; [`restore_creation`] gives them back, so a
+/// store keeps a creation in a fraction of the bytes and readers see every property.
+pub fn creation_essentials(entry: &ChangeEntry) -> impl Iterator<Item = &PropertyChange> {
+    let implied = creation_implied(entry);
+    let defaults = creation_defaults();
+    entry.changes.iter().filter(move |change| {
+        let elided =
+            |(name, value): &(&str, Value)| *name == change.property && *value == change.new;
+        change.old.is_null() && !implied.iter().any(elided) && !defaults.iter().any(elided)
+    })
+}
+
+/// A `Created` entry's changes from its [`creation_essentials`]: the implied and default
+/// properties added back, in property order, as [`diff`] lists them.
+pub fn restore_creation(entry: &mut ChangeEntry) {
+    let implied = creation_implied(entry);
+    for (name, value) in implied.into_iter().chain(creation_defaults()) {
+        if !entry.changes.iter().any(|c| c.property == name) {
+            entry.changes.push(PropertyChange {
+                property: name.to_string(),
+                old: Value::Null,
+                new: value,
+            });
+        }
+    }
+    entry.changes.sort_by(|a, b| a.property.cmp(&b.property));
+}
+
 /// The kind and diff of an upsert that found `old` and left `new`: `Touched` when nothing but
 /// the bookkeeping properties moved.
 pub fn update_change(old: &Indicator, new: &Indicator) -> (ChangeKind, Vec<PropertyChange>) {
@@ -345,6 +412,46 @@ mod tests {
         assert!(!names.contains(&"expirationTime"), "{names:?}");
         let title = changes.iter().find(|c| c.property == "title").unwrap();
         assert_eq!((&title.old, &title.new), (&Value::Null, &json!("t")));
+    }
+
+    /// A creation's entry keeps only what it does not imply, and gets every property back.
+    #[test]
+    fn a_creation_restores_from_its_essentials() {
+        let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let mut rich = base();
+        rich["severity"] = json!("High");
+        rich["generateAlert"] = json!(true);
+        rich["rbacGroupNames"] = json!(["Lab"]);
+        rich["expirationTime"] = json!("2031-01-01T00:00:00Z");
+        rich["category"] = json!(4);
+        let mut stated_defaults = base();
+        stated_defaults["severity"] = json!("Informational");
+        stated_defaults["generateAlert"] = json!(false);
+        for (body, actor) in [
+            (base(), actor()),
+            (rich, actor()),
+            (stated_defaults, actor().via(ChangeSource::Portal)),
+        ] {
+            let ind = Indicator::create(3, &submit(body), &actor, now);
+            let full = ChangeEntry::new(
+                ChangeKind::Created,
+                &ind,
+                ChangeActor::of(&actor),
+                diff(None, Some(&ind)),
+                now,
+            );
+            let essentials: Vec<PropertyChange> = creation_essentials(&full).cloned().collect();
+            // The creator, its source and the two times are never kept.
+            assert!(essentials.len() + 5 <= full.changes.len(), "{essentials:?}");
+            let names: Vec<&str> = essentials.iter().map(|c| c.property.as_str()).collect();
+            assert!(names.contains(&"title") && !names.contains(&"createdBy"));
+            let mut restored = ChangeEntry {
+                changes: essentials,
+                ..full.clone()
+            };
+            restore_creation(&mut restored);
+            assert_eq!(restored, full);
+        }
     }
 
     #[test]

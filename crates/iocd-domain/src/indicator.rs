@@ -46,7 +46,7 @@ impl Actor {
 
     /// `createdBySource` of what this actor creates: the real service knows only `Portal` and
     /// `PublicApi`, so iocd's own sources report `PublicApi`.
-    fn created_by_source(&self) -> &'static str {
+    pub(crate) fn created_by_source(&self) -> &'static str {
         match self.source {
             ChangeSource::Portal => CREATED_BY_SOURCE_PORTAL,
             ChangeSource::PublicApi | ChangeSource::CliImport | ChangeSource::Sweeper => {

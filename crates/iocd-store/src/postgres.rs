@@ -111,7 +111,7 @@ mod batched {
             .bind(column(|e| e.action.as_str().to_string()))
             .bind(column(|e| e.created_by.clone()))
             .bind(column(|e| e.kind.as_str().to_string()))
-            .bind(column(|e| crate::rows::changes_text(&e.changes)))
+            .bind(column(crate::rows::changes_text))
             .execute(conn)
             .await
             .map(|_| ())

@@ -1,6 +1,7 @@
 //! The mapping between [`Indicator`] and the `indicators` table's rows, as both databases
 //! store them (times in ticks, lists and raw JSON as text). The SQL lives in [`crate::sql`].
 
+use iocd_domain::change;
 use iocd_domain::time::{from_ticks, to_ticks};
 use iocd_domain::{
     Action, ChangeActor, ChangeEntry, ChangeKind, ChangeSource, Indicator, IndicatorType,
@@ -132,8 +133,40 @@ pub struct ChangeRow {
     changes: String,
 }
 
-pub fn changes_text(changes: &[PropertyChange]) -> String {
-    serde_json::to_string(changes).expect("property changes serialise")
+/// The `changes` column of `entry`: a JSON array of `{property, old, new}`; for a creation, a
+/// JSON object of only its [`change::creation_essentials`] (property: new value), the rest
+/// being implied by the entry itself. Creations are most of the log, and this keeps each in
+/// a fraction of the bytes (the change log's cost on the write path, docs/benchmarks.md).
+pub fn changes_text(entry: &ChangeEntry) -> String {
+    if entry.kind == ChangeKind::Created {
+        let essentials: serde_json::Map<String, Value> = change::creation_essentials(entry)
+            .map(|c| (c.property.clone(), c.new.clone()))
+            .collect();
+        serde_json::to_string(&essentials)
+    } else {
+        serde_json::to_string(&entry.changes)
+    }
+    .expect("property changes serialise")
+}
+
+/// The property changes of a `changes` column ([`changes_text`]; an array for every kind in
+/// rows written before creations were kept as an object).
+fn parse_changes(text: &str) -> Result<(Vec<PropertyChange>, bool), StoreError> {
+    let bad = |e: serde_json::Error| corrupt("changes column", e);
+    if text.trim_start().starts_with('{') {
+        let essentials: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(bad)?;
+        let changes = essentials
+            .into_iter()
+            .map(|(property, new)| PropertyChange {
+                property,
+                old: Value::Null,
+                new,
+            })
+            .collect();
+        Ok((changes, true))
+    } else {
+        Ok((serde_json::from_str(text).map_err(bad)?, false))
+    }
 }
 
 impl TryFrom<ChangeRow> for ChangeEntry {
@@ -141,7 +174,8 @@ impl TryFrom<ChangeRow> for ChangeEntry {
 
     fn try_from(r: ChangeRow) -> Result<Self, StoreError> {
         let enum_err = |e: iocd_domain::ValidationError| corrupt("enum column", e.message);
-        Ok(ChangeEntry {
+        let (changes, essentials_only) = parse_changes(&r.changes)?;
+        let mut entry = ChangeEntry {
             sequence: r.seq,
             time: from_ticks(r.time),
             actor: ChangeActor {
@@ -156,8 +190,75 @@ impl TryFrom<ChangeRow> for ChangeEntry {
             indicator_value: r.indicator_value,
             action: Action::parse("action", &r.action).map_err(enum_err)?,
             kind: ChangeKind::parse(&r.kind).ok_or_else(|| corrupt("change kind", &r.kind))?,
-            changes: serde_json::from_str(&r.changes).map_err(|e| corrupt("changes column", e))?,
+            changes,
             created_by: r.created_by,
-        })
+        };
+        if essentials_only && entry.kind == ChangeKind::Created {
+            change::restore_creation(&mut entry);
+        }
+        Ok(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iocd_domain::{parse_submission, Actor};
+
+    fn row_of(entry: &ChangeEntry) -> ChangeRow {
+        ChangeRow {
+            seq: 1,
+            time: to_ticks(entry.time),
+            actor_id: entry.actor.id.clone(),
+            actor_name: entry.actor.display_name.clone(),
+            source: entry.actor.source.as_str().to_string(),
+            indicator_id: entry.indicator_id,
+            indicator_type: entry.indicator_type.as_str().to_string(),
+            indicator_value: entry.indicator_value.clone(),
+            action: entry.action.as_str().to_string(),
+            created_by: entry.created_by.clone(),
+            kind: entry.kind.as_str().to_string(),
+            changes: changes_text(entry),
+        }
+    }
+
+    /// A creation is stored as the object of what it does not imply, and read back whole;
+    /// other kinds, and creations stored before, keep the array of `{property, old, new}`.
+    #[test]
+    fn a_creation_is_stored_short_and_read_back_whole() {
+        let sub = parse_submission(&serde_json::json!({
+            "indicatorValue": "a.example.com", "indicatorType": "DomainName",
+            "action": "Alert", "title": "t", "description": "d", "severity": "High"
+        }))
+        .unwrap();
+        let actor = Actor::new("app", "App");
+        let now = from_ticks(to_ticks(iocd_domain::time::now()));
+        let ind = Indicator::create(7, &sub, &actor, now);
+        let mut entry = ChangeEntry::new(
+            ChangeKind::Created,
+            &ind,
+            ChangeActor::of(&actor),
+            change::diff(None, Some(&ind)),
+            now,
+        );
+        entry.sequence = 1;
+        let stored = changes_text(&entry);
+        assert_eq!(
+            serde_json::from_str::<Value>(&stored).unwrap(),
+            serde_json::json!({"description": "d", "severity": "High", "title": "t"})
+        );
+        assert_eq!(ChangeEntry::try_from(row_of(&entry)).unwrap(), entry);
+
+        let mut older = row_of(&entry);
+        older.changes = serde_json::to_string(&entry.changes).unwrap();
+        assert_eq!(ChangeEntry::try_from(older).unwrap(), entry);
+
+        let deleted = ChangeEntry {
+            kind: ChangeKind::Deleted,
+            changes: Vec::new(),
+            ..entry
+        };
+        assert_eq!(changes_text(&deleted), "[]");
+        assert_eq!(ChangeEntry::try_from(row_of(&deleted)).unwrap(), deleted);
     }
 }

@@ -74,7 +74,7 @@ pub fn change_json(entry: &ChangeEntry) -> Value {
         entry.action.as_str(),
         entry.created_by,
         entry.kind.as_str(),
-        crate::rows::changes_text(&entry.changes),
+        crate::rows::changes_text(entry),
     ])
 }
 
