@@ -129,9 +129,9 @@ impl ChangeActor {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PropertyChange {
     pub property: String,
-    #[schema(value_type = Object)]
+    /// Any JSON value: a string, number, boolean, array, object, or `null`.
     pub old: Value,
-    #[schema(value_type = Object)]
+    /// Any JSON value, as `old`.
     pub new: Value,
 }
 

@@ -467,7 +467,7 @@ fn value_patterns() -> Vec<(&'static str, String, &'static str)> {
         (
             "Url",
             format!("^https?://{HOST}(:[1-9][0-9]{{0,3}})?(/[a-zA-Z0-9._~-]{{0,20}}){{0,3}}$"),
-            "an absolute http or https URL, at most 2,048 characters; the pattern describes a subset that is always accepted",
+            "an absolute http or https URL, at most 4,096 bytes; the pattern describes a subset that is always accepted",
         ),
     ]
 }
@@ -492,7 +492,9 @@ fn lenient_boolean(description: &str) -> Value {
     })
 }
 
-/// A 64-bit integer, or a string of one.
+/// A 64-bit integer, or a string of one. JSON Schema counts `1.0` as an integer, but the
+/// server, like Defender's .NET deserialisers, refuses a number written with a fraction; the
+/// description says so.
 fn lenient_integer(minimum: i64, description: &str) -> Value {
     let digits = if minimum >= 0 {
         "\\+?[0-9]{1,18}"
@@ -500,7 +502,7 @@ fn lenient_integer(minimum: i64, description: &str) -> Value {
         "[-+]?[0-9]{1,18}"
     };
     json!({
-        "description": description,
+        "description": format!("{description} Written without a fraction: `1.0` is refused."),
         "anyOf": [
             {"type": ["integer", "null"], "minimum": minimum, "maximum": i64::MAX},
             {"type": "string", "pattern": format!("^{SPACE}*{digits}{SPACE}*$")}
@@ -508,30 +510,35 @@ fn lenient_integer(minimum: i64, description: &str) -> Value {
     })
 }
 
-/// A list: a JSON array of strings or numbers, or one comma-separated string.
-fn list(item_pattern: Option<&str>, description: &str) -> Value {
-    let mut item = json!({"type": "string", "maxLength": 1000});
-    if let Some(pattern) = item_pattern {
-        item["pattern"] = json!(pattern);
-    }
-    let mut items = json!({"anyOf": [item.clone()]});
-    if item_pattern.is_none() {
+/// A list: a JSON array of strings or numbers, or one comma-separated string. Entries are
+/// trimmed and blank ones dropped, so a blank entry (and an empty string) is always accepted;
+/// each entry is at most 1,000 characters once trimmed. `entry`, when given, is the pattern of
+/// one entry (without anchors or surrounding white space): then numbers are refused.
+fn list(entry: Option<&str>, description: &str) -> Value {
+    let item = match entry {
+        Some(entry) => {
+            json!({"type": "string", "pattern": format!("^{SPACE}*({entry})?{SPACE}*$")})
+        }
+        None => {
+            json!({"type": "string", "pattern": format!("^{SPACE}*[\\s\\S]{{0,1000}}{SPACE}*$")})
+        }
+    };
+    let mut items = json!({"anyOf": [item]});
+    if entry.is_none() {
         items["anyOf"]
             .as_array_mut()
             .expect("anyOf")
             .push(json!({"type": "number"}));
     }
-    let joined = match item_pattern {
-        Some(_) => {
-            json!({"type": "string", "pattern": format!("^{SPACE}*T[0-9]{{4}}(\\.[0-9]{{3}})?{SPACE}*(,{SPACE}*T[0-9]{{4}}(\\.[0-9]{{3}})?{SPACE}*)*$")})
-        }
-        None => json!({"type": "string", "maxLength": 1000}),
+    let one = match entry {
+        Some(entry) => format!("{SPACE}*({entry})?{SPACE}*"),
+        None => format!("{SPACE}*[^,]{{0,1000}}{SPACE}*"),
     };
     json!({
         "description": description,
         "anyOf": [
             {"type": "array", "maxItems": 500, "items": items},
-            joined,
+            {"type": "string", "pattern": format!("^{one}(,{one})*$")},
             {"type": "null"}
         ]
     })
@@ -554,7 +561,7 @@ fn indicator_request() -> Value {
         "description": "The body of `POST /api/indicators`, and each element of an import. Properties not listed are ignored. `indicatorValue` must be a value of `indicatorType` (see each branch of `allOf[0]`); `Audit` needs `generateAlert: true`; `educateUrl` is only for `Url` indicators with action `Block` or `Warn`.",
         "required": ["indicatorValue", "indicatorType", "action", "title", "description"],
         "properties": {
-            "indicatorValue": {"type": "string", "minLength": 1, "maxLength": 2048, "description": "The value, of `indicatorType`; surrounding white space is ignored."},
+            "indicatorValue": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "The value, of `indicatorType`; surrounding white space is ignored. At most 4,096 bytes (a URL; the other types are shorter)."},
             "indicatorType": {"$ref": "#/components/schemas/IndicatorType"},
             "action": {"$ref": "#/components/schemas/Action"},
             "title": {"type": "string", "minLength": 1, "maxLength": 4000, "pattern": NOT_BLANK, "description": "Not blank."},
@@ -569,7 +576,7 @@ fn indicator_request() -> Value {
             "generateAlert": lenient_boolean("A boolean, or the string \"true\"/\"false\" in any case."),
             "category": lenient_integer(i64::MIN, "An integer, or a string of one."),
             "externalId": text(1000, ""),
-            "mitreTechniques": list(Some(format!("^{SPACE}*T[0-9]{{4}}(\\.[0-9]{{3}})?{SPACE}*$").as_str()), "MITRE ATT&CK technique ids (T1566, T1566.001): an array or one comma-separated string."),
+            "mitreTechniques": list(Some("T[0-9]{4}(\\.[0-9]{3})?"), "MITRE ATT&CK technique ids (T1566, T1566.001): an array or one comma-separated string; blank entries and repeats are dropped."),
             "bypassDurationHours": lenient_integer(0, "Hours, not negative."),
             "notificationId": text(1000, ""),
             "notificationBody": text(10000, ""),
@@ -656,7 +663,7 @@ fn tighten_schemas(document: &mut Value) {
             "type": "array",
             "minItems": 1,
             "maxItems": 500,
-            "description": "1 to 500 indicator ids: strings, as the API returns them, or integers.",
+            "description": "1 to 500 indicator ids: strings, as the API returns them, or integers written without a fraction (`1.0` is refused).",
             "items": {"anyOf": [
                 {"type": "string", "pattern": format!("^{SPACE}*\\+?0*[1-9][0-9]{{0,17}}{SPACE}*$"), "maxLength": 40},
                 {"type": "integer", "minimum": 1, "maximum": i64::MAX}
@@ -750,13 +757,16 @@ fn tighten_schemas(document: &mut Value) {
         "format",
         json!({"type": "string", "enum": formats, "description": "Matched ignoring case."}),
     );
-    let action = "(Alert|Warn|Block|Audit|BlockAndRemediate|AlertAndBlock|Allowed)";
+    // Entries are trimmed and blank ones dropped: `action=` asks for no action at all.
+    let action = format!(
+        "{SPACE}*(Alert|Warn|Block|Audit|BlockAndRemediate|AlertAndBlock|Allowed)?{SPACE}*"
+    );
     set_parameter(
         document,
         feed,
         "get",
         "action",
-        json!({"type": "string", "pattern": format!("^{action}(,{action})*$")}),
+        json!({"type": "string", "pattern": format!("^{action}(,{action})*$"), "description": "Blank entries are ignored; an empty list carries nothing."}),
     );
     set_parameter(
         document,
@@ -765,20 +775,33 @@ fn tighten_schemas(document: &mut Value) {
         "minSeverity",
         json!({"type": "string", "enum": ["Informational", "Low", "Medium", "High"]}),
     );
-    let ty = "(FileSha1|FileMd5|FileSha256|CertificateThumbprint|IpAddress|DomainName|Url)";
+    let ty = format!("{SPACE}*(FileSha1|FileMd5|FileSha256|CertificateThumbprint|IpAddress|DomainName|Url)?{SPACE}*");
     set_parameter(
         document,
         feed,
         "get",
         "type",
-        json!({"type": "string", "pattern": format!("^{ty}(,{ty})*$"), "description": "Only types the format carries."}),
+        json!({"type": "string", "pattern": format!("^{ty}(,{ty})*$"), "description": "Only types the format carries (another is a 400); blank entries are ignored; an empty list carries nothing."}),
     );
+    // Each format has its own media type (an RPZ is a DNS zone file, Zeek's intel file is
+    // tab-separated), all text.
+    document["paths"][feed]["get"]["responses"]["200"]["content"] = json!({
+        "text/plain": {"schema": {"type": "string"}},
+        "text/dns": {"schema": {"type": "string"}},
+        "text/tab-separated-values": {"schema": {"type": "string"}}
+    });
+    document["paths"][feed]["get"]["responses"]["200"]["description"] = json!(
+        "The feed, streamed; ETag and Last-Modified set. `text/dns` for `rpz`, `text/tab-separated-values` for `zeek-intel`, `text/plain` for the others, each with `charset=utf-8`."
+    );
+    complete_match_query(document);
+    complete_change_stream(document);
     set_parameter(
         document,
         feed,
         "get",
         "max",
-        json!({"type": "integer", "minimum": 1, "maximum": i64::MAX}),
+        // Read as a `usize`: a larger number is a 400.
+        json!({"type": "integer", "minimum": 1, "maximum": usize::MAX}),
     );
     set_parameter(
         document,
@@ -820,6 +843,60 @@ fn tighten_schemas(document: &mut Value) {
         tags.push(json!({"name": "service", "description": "Health and this description"}));
         tags.push(json!({"name": "portal", "description": "The web portal for people (HTML, behind a session cookie)"}));
     }
+}
+
+/// `GET /iocd/v1/match`: each observable's value pattern (a subset that is always accepted,
+/// as for the submit body). That exactly one observable is named (or a file's hashes together)
+/// is beyond what OpenAPI can say about separate query parameters, so the description says it.
+fn complete_match_query(document: &mut Value) {
+    let patterns: std::collections::HashMap<&str, String> = value_patterns()
+        .into_iter()
+        .map(|(ty, pattern, _)| (ty, pattern))
+        .collect();
+    for (name, ty) in [
+        ("url", "Url"),
+        ("domain", "DomainName"),
+        ("ip", "IpAddress"),
+        ("sha256", "FileSha256"),
+        ("sha1", "FileSha1"),
+        ("md5", "FileMd5"),
+        ("certificateThumbprint", "CertificateThumbprint"),
+    ] {
+        set_parameter(
+            document,
+            "/iocd/v1/match",
+            "get",
+            name,
+            json!({"type": "string", "pattern": patterns[ty]}),
+        );
+    }
+    document["paths"]["/iocd/v1/match"]["get"]["description"] = json!(
+        "Name exactly one observable: `url`, `domain`, `ip` or `certificateThumbprint`, or a file by any of `sha256`, `sha1` and `md5` together. None, or two, is a 400. Each parameter's pattern describes values that are always accepted; the full rules are those of the indicator types."
+    );
+}
+
+/// `GET /iocd/v1/changes/stream`: in OpenAPI 3.1 the `schema` of an event stream describes one
+/// event, with its fields as strings; `data` is JSON, a ChangeEntry.
+fn complete_change_stream(document: &mut Value) {
+    document["paths"]["/iocd/v1/changes/stream"]["get"]["responses"]["200"]["content"] = json!({
+        "text/event-stream": {"schema": {
+            "type": "object",
+            "description": "One event: `change` with the entry as `data` and its sequence number as `id`; `error` (data: a sentence) when the log could not be read, after which the client should reconnect.",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["change", "error"]},
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "data": {"type": "string"}
+            },
+            "oneOf": [
+                {"properties": {
+                    "event": {"const": "change"},
+                    "data": {"contentMediaType": "application/json", "contentSchema": {"$ref": "#/components/schemas/ChangeEntry"}}
+                }, "required": ["id"]},
+                {"properties": {"event": {"const": "error"}}}
+            ]
+        }}
+    });
 }
 
 /// The web portal's pages (`/portal`): HTML for people, behind a session cookie, so described
@@ -865,24 +942,27 @@ fn add_portal_routes(add: &mut impl FnMut(&str, Value)) {
             page("portal_signin", "The sign-in page.", &[]),
         )]),
     );
-    add(
-        "/portal/signin/start",
-        item(vec![(
-            "get",
-            page(
-                "portal_signin_start",
-                "Starts the sign-in (authorization code with PKCE).",
-                &[],
-            ),
-        )]),
+    let mut start = page(
+        "portal_signin_start",
+        "Starts the sign-in (authorization code with PKCE).",
+        &[],
     );
-    add(
-        "/portal/callback",
-        item(vec![(
-            "get",
-            page("portal_callback", "Where the sign-in returns.", &[]),
-        )]),
-    );
+    start["parameters"] = json!([
+        {"name": "tenant", "in": "query", "required": true, "description": "The tenant's id or a domain alias of it; blank is a 400 (the form again), unknown a 404",
+            "schema": {"type": "string", "pattern": NOT_BLANK}},
+        {"name": "return", "in": "query", "description": "A portal path to land on afterwards; anything else lands on the indicators",
+            "schema": {"type": "string"}}
+    ]);
+    add("/portal/signin/start", item(vec![("get", start)]));
+    let mut callback = page("portal_callback", "Where the sign-in returns.", &[]);
+    callback["description"] = json!("The sign-in page's redirect target. It succeeds only for the sign-in this browser started: `state` must equal the one in the cookie `/portal/signin/start` set, and `code` be that sign-in's. Anything else is a 400 page.");
+    callback["parameters"] = json!([
+        {"name": "state", "in": "query", "schema": {"type": "string"}},
+        {"name": "code", "in": "query", "schema": {"type": "string"}},
+        {"name": "error", "in": "query", "schema": {"type": "string"}},
+        {"name": "error_description", "in": "query", "schema": {"type": "string"}}
+    ]);
+    add("/portal/callback", item(vec![("get", callback)]));
     add(
         "/portal/signout",
         item(vec![("post", page("portal_signout", "Signs out.", &[]))]),
