@@ -12,11 +12,9 @@ A test points a client at iocd by environment alone, as a user would:
 
 import json
 import os
-import socket
 import subprocess
+import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# tests/iocd_process.py, shared with tests/api-fuzz.
+sys.path.insert(0, str(REPO / "tests"))
+from iocd_process import free_port, serve, stop, wait_healthy  # noqa: E402,F401
 
 # Variables that could route a client elsewhere or change its trust: cleared for every test so
 # that only what the test sets is in force.
@@ -45,12 +46,6 @@ def iocd_binary() -> Path:
     subprocess.run(["cargo", "build", "--quiet", "-p", "iocd", "--bin", "iocd"], cwd=REPO, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     return target / "debug" / "iocd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -92,21 +87,6 @@ class Iocd:
         return App(created["tenantId"], created["clientId"], created["clientSecret"])
 
 
-def _wait_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"iocd exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"iocd did not become healthy:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="session")
 def iocd():
     binary = iocd_binary()
@@ -114,36 +94,20 @@ def iocd():
         workdir = Path(tmp)
         database = f"sqlite://{workdir / 'iocd.db'}"
         log = workdir / "iocd.log"
-        # Ports are found free and then bound by iocd; retry if another process took one.
-        for _attempt in range(3):
-            plain, https = free_port(), free_port()
-            with open(log, "w") as log_file:
-                process = subprocess.Popen(
-                    [str(binary), "serve", "--listen", f"127.0.0.1:{plain}",
-                     "--https-listen", f"127.0.0.1:{https}", "--dev-app", "false",
-                     "--rate-limits", "off"],
-                    env={**os.environ, "IOCD_DATABASE_URL": database, "RUST_LOG": "info"},
-                    stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )
-            try:
-                _wait_healthy(process, f"http://127.0.0.1:{plain}", log)
-                break
-            except RuntimeError:
-                process.kill()
-                process.wait()
-        else:
-            raise RuntimeError(f"iocd would not start:\n{log.read_text()}")
+        process, (plain, https) = serve(
+            binary,
+            lambda ports: ["--listen", f"127.0.0.1:{ports[0]}", "--https-listen",
+                           f"127.0.0.1:{ports[1]}", "--dev-app", "false", "--rate-limits", "off"],
+            2,
+            {**os.environ, "IOCD_DATABASE_URL": database, "RUST_LOG": "info"},
+            log,
+        )
         server = Iocd(binary, database, plain, https, workdir / "iocd-ca.pem", workdir)
         server.ca_file.write_text(server.run("ca"))
         try:
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @pytest.fixture(scope="session")

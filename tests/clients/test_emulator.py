@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import _wait_healthy, free_port, iocd_binary
+from conftest import free_port, iocd_binary, wait_healthy
 
 # The emulator's well-known development credentials (docs/compatibility.md, "Emulator controls").
 TENANT = "10cd0000-0000-4000-8000-000000000001"
@@ -35,7 +35,7 @@ def emulator():
             )
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(process, base, log)
+            wait_healthy(process, base, log)
             yield base
         finally:
             process.terminate()
