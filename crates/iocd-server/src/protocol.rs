@@ -35,8 +35,11 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub(crate) const HTTP1_MAX_BUF_BYTES: usize = 512 * 1024;
 
 /// The HTTP/2 header list size iocd advertises (RFC 7541 sizes: 32 bytes more per header than
-/// on HTTP/1), above [`MAX_HEADER_BYTES`] for the same reason.
-pub(crate) const HTTP2_MAX_HEADER_LIST_BYTES: u32 = 128 * 1024;
+/// on HTTP/1), above [`MAX_HEADER_BYTES`] for the same reason, and as large as HTTP/1's read
+/// buffer, so that the application answers the same heads on both. Beyond it the h2 library
+/// answers a bare 431 itself (HTTP/2 frames leave no answer to rewrite on the connection); a
+/// list is decoded and held only while the application refuses it.
+pub(crate) const HTTP2_MAX_HEADER_LIST_BYTES: u32 = HTTP1_MAX_BUF_BYTES as u32;
 
 /// Refuses a request whose target or headers are larger than iocd accepts, before anything else
 /// reads them.

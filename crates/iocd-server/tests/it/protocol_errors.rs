@@ -145,6 +145,51 @@ async fn huge_headers_are_answered_431_in_the_error_shape() {
     assert_eq!(answer.error_code(), "RequestHeaderFieldsTooLarge");
 }
 
+/// HTTP/2 (cleartext, prior knowledge): a header list well over the application's 64 KiB, and
+/// over what iocd once advertised (128 KiB, when h2 answered it with a bodiless 431), reaches the
+/// application, which answers in the error shape.
+#[tokio::test]
+async fn huge_headers_over_http2_are_answered_431_in_the_error_shape() {
+    use http_body_util::BodyExt;
+    let server = TestServer::start().await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get(format!("http://{}/health", server.addr))
+        .header("x-big", "b".repeat(300_000))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    let answer = Answer {
+        status,
+        headers,
+        body,
+    };
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert_eq!(answer.error_code(), "RequestHeaderFieldsTooLarge");
+}
+
 #[tokio::test]
 async fn malformed_requests_are_answered_400_in_the_error_shape() {
     let server = TestServer::start().await;
