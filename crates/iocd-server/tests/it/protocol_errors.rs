@@ -146,8 +146,8 @@ async fn huge_headers_are_answered_431_in_the_error_shape() {
 }
 
 /// HTTP/2 (cleartext, prior knowledge): a header list well over the application's 64 KiB, and
-/// over what iocd once advertised (128 KiB, when h2 answered it with a bodiless 431), reaches the
-/// application, which answers in the error shape.
+/// over what iocd once advertised (128 KiB: this one then closed the connection, GOAWAY for too
+/// many CONTINUATION frames), reaches the application, which answers in the error shape.
 #[tokio::test]
 async fn huge_headers_over_http2_are_answered_431_in_the_error_shape() {
     use http_body_util::BodyExt;
