@@ -158,9 +158,14 @@ async fn migrate_then_connect(
     migrating.close().await?;
     // The writer touches every index of every row it writes; a larger page cache than SQLite's
     // 2 MiB default keeps their upper levels in memory instead of re-reading them per batch.
+    // A batch's multi-row statements each keep a statement journal (to undo that statement
+    // alone); in memory rather than in a temporary file, since it never outlives the statement
+    // and is no part of durability (the WAL is). Profiled, the file cost a tenth of the
+    // writer's time.
     let writer = options
         .clone()
-        .pragma("cache_size", format!("-{}", WRITER_CACHE_KIB));
+        .pragma("cache_size", format!("-{}", WRITER_CACHE_KIB))
+        .pragma("temp_store", "MEMORY");
     Ok(writer.connect().await?)
 }
 
