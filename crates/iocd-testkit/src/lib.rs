@@ -84,7 +84,7 @@ pub use apps::{
 pub use backend::{run_on, Backend};
 pub use database::ScratchDatabase;
 pub use fixtures::{domain_request, seed_request, status_json};
-pub use net::{free_port, serve_router};
+pub use net::{free_port, serve_router, start_bare_axum};
 pub use process::{Iocd, IocdProcess, Serve};
 pub use redis::{PrivateRedis, RedisPrefix};
 pub use server::TestServer;

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::apps::{client_credentials_token, TestApp};
 use crate::database::ScratchDatabase;
+use crate::fixtures::status_json;
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -89,6 +90,11 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `GET path` with no credentials: its status and JSON body (see [`status_json`]).
+    pub async fn anonymous_get(&self, path: &str) -> (u16, Value) {
+        status_json(self.client.get(self.url(path)).send().await.expect("GET")).await
     }
 
     /// Registers an app in the database and gets its token over HTTP from the v2 endpoint.

@@ -26,7 +26,7 @@ use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use iocd_testkit::{Iocd, IocdProcess, ScratchDatabase, TENANT};
+use iocd_testkit::{start_bare_axum, Iocd, IocdProcess, ScratchDatabase, TENANT};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 use tokio::net::TcpStream;
@@ -376,33 +376,6 @@ fn entity_sized_body() -> Bytes {
     Bytes::from(serde_json::to_vec(&entity).expect("JSON"))
 }
 
-/// Serves a bare axum app on its own two-thread runtime (like the iocd process has): every
-/// request gets the entity-sized body, after the request body was read whole.
-fn start_bare_axum() -> anyhow::Result<SocketAddr> {
-    use axum::routing::any;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let body = entity_sized_body();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let handler = move |_request_body: Bytes| {
-                let body = body.clone();
-                async move { ([("content-type", "application/json")], body) }
-            };
-            let app = axum::Router::new().fallback(any(handler));
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            axum::serve(listener, app).await.expect("bare axum");
-        });
-    });
-    Ok(addr)
-}
-
 fn migrations_dir(backend: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../iocd-store/migrations/{backend}"))
 }
@@ -583,7 +556,7 @@ async fn measure_baselines(s: &Settings) -> anyhow::Result<Baselines> {
         return Ok(Baselines::default());
     }
     progress("baseline: bare axum, single POSTs");
-    let addr = start_bare_axum()?;
+    let addr = start_bare_axum(entity_sized_body())?;
     let body = Bytes::from(serde_json::to_vec(&create_body("c1.bench.example", "t"))?);
     let http_post = run_load(Load {
         addr,
@@ -630,31 +603,42 @@ struct Target {
     stored: u64,
     /// Of which imported (numbered `0..imported`, which the list requests look up).
     imported: u64,
+    /// The server's store, kept for as long as the server runs.
+    _database: ScratchDatabase,
+}
+
+impl Target {
+    /// The release `iocd` unthrottled on a fresh store, with `extra` arguments to `serve`, and
+    /// a token of a new app with the write role.
+    async fn start(s: &Settings, extra: &[&str]) -> Target {
+        let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
+        let database = s.fresh_database().await;
+        let iocd = Iocd::new(binary);
+        let server = iocd
+            .serve()
+            .database(&database.url)
+            .unthrottled()
+            .args(extra)
+            .start()
+            .await;
+        let token = iocd
+            .token_for_new_app(&database.url, &server.base_url())
+            .await;
+        Target {
+            server,
+            auth: Some(format!("Bearer {token}")),
+            stored: 0,
+            imported: 0,
+            _database: database,
+        }
+    }
 }
 
 async fn measure_iocd(s: &Settings) -> anyhow::Result<Measurements> {
-    let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
-    let database = s.fresh_database().await;
-    let iocd = Iocd::new(binary);
-    let server = iocd
-        .serve()
-        .database(&database.url)
-        .unthrottled()
-        .start()
-        .await;
-    let token = iocd
-        .token_for_new_app(&database.url, &server.base_url())
-        .await;
-    let auth = Some(format!("Bearer {token}"));
+    let mut target = Target::start(s, &[]).await;
     let mut m = Measurements {
-        memory: vec![("empty".to_string(), server.rss_bytes())],
+        memory: vec![("empty".to_string(), target.server.rss_bytes())],
         ..Measurements::default()
-    };
-    let mut target = Target {
-        server,
-        auth,
-        stored: 0,
-        imported: 0,
     };
     if s.has(Part::Import) || s.has(Part::List) {
         // The small store for the list measurement: the reference's per-tenant quota.
@@ -723,23 +707,8 @@ async fn write_path_with_log(
     logged: bool,
     imports: u64,
 ) -> anyhow::Result<(LoadResult, LoadResult)> {
-    let binary = Path::new(env!("CARGO_BIN_EXE_iocd"));
-    let database = s.fresh_database().await;
-    let iocd = Iocd::new(binary);
-    let mut serve = iocd.serve().database(&database.url).unthrottled();
-    if !logged {
-        serve = serve.arg("--no-change-log");
-    }
-    let server = serve.start().await;
-    let token = iocd
-        .token_for_new_app(&database.url, &server.base_url())
-        .await;
-    let mut target = Target {
-        server,
-        auth: Some(format!("Bearer {token}")),
-        stored: 0,
-        imported: 0,
-    };
+    let extra: &[&str] = if logged { &[] } else { &["--no-change-log"] };
+    let mut target = Target::start(s, extra).await;
     progress(&format!(
         "change log {}: creates, then an import of {imports}",
         if logged { "on" } else { "off" }

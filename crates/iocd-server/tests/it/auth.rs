@@ -141,30 +141,18 @@ async fn token_flows_v1_and_v2_give_entra_shaped_tokens_that_the_api_accepts() {
     }
 
     // Discovery and keys describe the same issuer and the key that signed the tokens.
-    let (status, v2_doc) = status_json(
-        server
-            .client
-            .get(server.url(&format!("/{tenant}/v2.0/.well-known/openid-configuration")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v2_doc) = server
+        .anonymous_get(&format!("/{tenant}/v2.0/.well-known/openid-configuration"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(v2_doc["issuer"], format!("{base}/{tenant}/v2.0"));
     assert_eq!(
         v2_doc["token_endpoint"],
         format!("{base}/{tenant}/oauth2/v2.0/token")
     );
-    let (status, v1_doc) = status_json(
-        server
-            .client
-            .get(server.url(&format!("/{tenant}/.well-known/openid-configuration")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, v1_doc) = server
+        .anonymous_get(&format!("/{tenant}/.well-known/openid-configuration"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(v1_doc["issuer"], format!("{base}/{tenant}/"));
     let jwks_url = v2_doc["jwks_uri"].as_str().unwrap().to_string();
@@ -503,15 +491,7 @@ async fn every_bad_token_is_refused_with_401_and_a_challenge() {
         }
     }
     // No credentials at all, and the wrong scheme.
-    let (status, body) = status_json(
-        server
-            .client
-            .get(server.url("/api/indicators/1"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = server.anonymous_get("/api/indicators/1").await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "Unauthorized");
     let (status, _) = status_json(

@@ -62,15 +62,7 @@ async fn status_effect_with_count_then_used_up() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("x-iocd-fault").is_none());
     assert_eq!(server.row_count().await, 1);
-    let (_, rules) = status_json(
-        server
-            .client
-            .get(server.url("/_iocd/faults"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, rules) = server.anonymous_get("/_iocd/faults").await;
     assert_eq!(rules, json!([]));
     // Other families are untouched by a family rule.
     add(&server, json!({"family": "import", "status": 503})).await;
@@ -130,15 +122,7 @@ async fn latency_close_and_the_first_matching_rule() {
         200
     );
     // Deleting one rule by id; an unknown id is 404.
-    let (_, rules) = status_json(
-        server
-            .client
-            .get(server.url("/_iocd/faults"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (_, rules) = server.anonymous_get("/_iocd/faults").await;
     let id = rules[0]["id"].as_str().unwrap();
     let res = server
         .client

@@ -15,15 +15,9 @@ fn emulator() -> ServerConfig {
 }
 
 async fn journal(server: &TestServer, query: &str) -> (u16, Value) {
-    status_json(
-        server
-            .client
-            .get(server.url(&format!("/_iocd/requests{query}")))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    server
+        .anonymous_get(&format!("/_iocd/requests{query}"))
+        .await
 }
 
 async fn journal_redacts_secrets_and_names_the_caller() {

@@ -235,28 +235,12 @@ async fn metrics_parse_and_move_as_requests_are_made() {
 
 async fn ready_checks_the_database() {
     let server = TestServer::start().await;
-    let (status, body) = status_json(
-        server
-            .client
-            .get(server.url("/ready"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = server.anonymous_get("/ready").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
     assert_eq!(body["database"], "ok");
     assert_eq!(body["redis"], "not used");
-    let (status, body) = status_json(
-        server
-            .client
-            .get(server.url("/health"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = server.anonymous_get("/health").await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -280,17 +264,7 @@ async fn ready_reports_a_stopped_redis() {
         ..ServerConfig::default()
     })
     .await;
-    let ready = || async {
-        status_json(
-            server
-                .client
-                .get(server.url("/ready"))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
-    };
+    let ready = || async { server.anonymous_get("/ready").await };
     let (status, body) = ready().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["redis"], "ok");

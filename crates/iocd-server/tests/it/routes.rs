@@ -259,8 +259,7 @@ async fn every_route_answers_with_a_trailing_slash() {
         format!("/{tenant}/v2.0/.well-known/openid-configuration/"),
         format!("/{tenant}/.well-known/openid-configuration/"),
     ] {
-        let (status, body) =
-            status_json(server.client.get(server.url(&path)).send().await.unwrap()).await;
+        let (status, body) = server.anonymous_get(&path).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert!(body.is_object(), "{path}: {body}");
     }
