@@ -1,7 +1,8 @@
 //! The portal in a real headless Chromium (Debian's `chromium` and `chromium-driver`), driven
 //! through WebDriver with fantoccini: sign in and out, add with a validation error then fix it,
 //! edit, filter, delete, import with a bad row, the history after an API change, a viewer who
-//! cannot edit, and a forged CSRF token refused.
+//! cannot edit, and a forged CSRF token refused; and every read and form again with the
+//! browser's JavaScript turned off.
 //!
 //! Skipped, with one line saying so, when `chromium` or `chromedriver` is not installed
 //! (`apt-get install chromium chromium-driver`; `.ci/run` installs them). With
@@ -41,6 +42,12 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Option<Browser> {
+        Browser::start_with(true).await
+    }
+
+    /// A Chromium whose pages run no script at all when `javascript` is false (the content
+    /// setting a user or a locked-down profile turns off).
+    async fn start_with(javascript: bool) -> Option<Browser> {
         let (Some(chromium), Some(chromedriver)) = (
             find_program(&["chromium", "chromium-browser", "google-chrome"]),
             find_program(&["chromedriver"]),
@@ -73,6 +80,10 @@ impl Browser {
                     "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                "prefs": {
+                    "profile.managed_default_content_settings.javascript":
+                        if javascript { 1 } else { 2 },
+                },
             },
         });
         let Value::Object(capabilities) = capabilities else {
@@ -479,8 +490,114 @@ async fn a_viewer_sees_the_history_of_an_api_change_read_only_and_a_forged_token
     browser.close().await;
 }
 
+/// Every read and every form with the browser's JavaScript off: signing in, adding (an error,
+/// then saved), filtering with the Apply button, the detail page's history, a selection
+/// deleted without a confirmation dialog (which only the script asks), an import and its
+/// report, and signing out.
+async fn every_read_and_form_works_with_javascript_off() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(browser) = Browser::start_with(false).await else {
+        return;
+    };
+    let server = portal_server().await;
+    browser.sign_in(&server, MANAGER).await;
+
+    browser
+        .goto(&server.url("/portal/indicators/new?tab=urls"))
+        .await;
+    browser
+        .wait_for("#indicatorType")
+        .await
+        .select_by_value("DomainName")
+        .await
+        .unwrap();
+    browser.fill("#indicatorValue", "no-script.example").await;
+    browser
+        .fill("#description", "Added without JavaScript")
+        .await;
+    browser.click("#save").await;
+    assert!(browser
+        .text("[data-field=title] .field-error")
+        .await
+        .contains("title"));
+    browser.fill("#title", "No script").await;
+    browser.click("#save").await;
+    browser.wait_for("#saved").await;
+    assert_eq!(
+        browser.text("[data-property=indicatorValue]").await,
+        "no-script.example"
+    );
+    assert!(browser.text("#history").await.contains("Created"));
+
+    // The filter's select does not submit by itself without the script: Apply does.
+    submit(&server, &domain_request(3)).await;
+    browser
+        .goto(&server.url("/portal/indicators?tab=urls"))
+        .await;
+    browser
+        .wait_for("select[name=severity]")
+        .await
+        .select_by_value("High")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !browser.path().await.contains("severity="),
+        "no script submitted the filter"
+    );
+    browser.click("form[role=search] button[type=submit]").await;
+    let deadline = Instant::now() + WAIT;
+    while !browser.path().await.contains("severity=High") {
+        assert!(Instant::now() < deadline, "Apply did not filter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(browser.exists("#empty").await || browser.exists("#indicators").await);
+    let filtered = browser.text("main").await;
+    assert!(!filtered.contains("no-script.example"), "{filtered}");
+
+    // A selection deleted: the checkbox by hand (no "select all"), and no dialog to accept.
+    browser
+        .goto(&server.url("/portal/indicators?tab=urls&q=no-script"))
+        .await;
+    browser.click("#indicators input[name=id]").await;
+    browser.click("#delete-selected").await;
+    assert_eq!(browser.text("#notice").await, "1 indicator deleted.");
+    let (_, listed) = status_json(server.send(reqwest::Method::GET, "/api/indicators").await).await;
+    let values: Vec<&str> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["indicatorValue"].as_str().unwrap())
+        .collect();
+    assert!(!values.contains(&"no-script.example"), "{values:?}");
+
+    // An import: a plain form post, then its report.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("indicators.csv");
+    std::fs::write(
+        &file,
+        "IndicatorType,IndicatorValue,Action,Title,Description\r\n\
+         DomainName,imported-without-script.example,Block,A domain,From the file\r\n",
+    )
+    .unwrap();
+    browser.goto(&server.url("/portal/import")).await;
+    browser
+        .wait_for("#file")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    browser.click("#import").await;
+    let summary = browser.text("#import-summary").await;
+    assert!(summary.contains("1 indicators imported"), "{summary}");
+
+    browser.sign_out().await;
+    browser.close().await;
+}
+
 on_every_backend!(
     a_manager_adds_with_an_error_fixes_it_edits_filters_and_deletes,
     an_import_reports_the_refused_row_by_line,
     a_viewer_sees_the_history_of_an_api_change_read_only_and_a_forged_token_is_refused,
+    every_read_and_form_works_with_javascript_off,
 );
