@@ -417,6 +417,7 @@ impl MatchEngine {
                 _ => break,
             }
         }
+        fresh.shrink_to_fit();
         let changed = at.changed_at.or(newest);
         *index.index.write().expect("index lock") = fresh;
         index.sequence.store(at.sequence, Ordering::Release);

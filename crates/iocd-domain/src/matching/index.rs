@@ -2,8 +2,11 @@
 //!
 //! Layout, chosen to stay near 64 bytes per indicator at a million indicators:
 //! * one 32-byte [`Entry`] per indicator in a slab (`entries`), reused through a free list;
-//! * every key in one byte arena (`keys`): hashes and addresses as raw bytes, domains as
-//!   text, URLs as `host path`, each behind a two-byte length;
+//! * every key in one byte arena (`keys`): addresses as raw bytes, hashes and thumbprints as
+//!   their normalised (lower-case hex) text, domains as text, URLs as `host path`, each behind
+//!   a two-byte length. Hashes stay text so that a lookup hashes the observable's own text:
+//!   decoding its hex cost more than the rest of the lookup (a profile of the benchmark),
+//!   for about 10 bytes per indicator more at the benchmark's mix;
 //! * one hash table of slab positions per key kind (exact sets: SHA-256, SHA-1, MD5,
 //!   thumbprint, IP; domains; URLs), several indicators of one key sharing a hash;
 //! * for URLs, the hashes of the hosts that have URL indicators, so the path prefixes of a
@@ -121,6 +124,31 @@ impl Entry {
     }
 }
 
+/// Which indicator decides an observable, found without allocating: what in-process callers
+/// (feeds, the benchmark) need. [`MatchIndex::explain`] turns it into a [`Decision`] with its
+/// reason, which costs more than the lookup itself (the value's text and a sentence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub id: i64,
+    pub action: Action,
+    pub indicator_type: IndicatorType,
+    slot: u32,
+    via: Via,
+    /// The actions of the other indicators applicable on the same key (usually none: no
+    /// allocation then).
+    others: Vec<Action>,
+}
+
+/// How the deciding key was reached from the observable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    UrlPrefix,
+    Domain,
+    Ip,
+    File,
+    Certificate,
+}
+
 /// Why an indicator decided, for the match API's `reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -180,7 +208,7 @@ fn encode_key(ty: IndicatorType, value_key: &str) -> Option<(KeyKind, Vec<u8>)> 
     let kind = KeyKind::of(ty);
     let bytes = match kind {
         KeyKind::Sha256 | KeyKind::Sha1 | KeyKind::Md5 | KeyKind::Certificate => {
-            hex::decode(value_key).ok()?
+            value_key.as_bytes().to_vec()
         }
         KeyKind::Ip => ip_bytes(value_key.parse().ok()?).to_vec(),
         KeyKind::Domain => value_key.as_bytes().to_vec(),
@@ -198,7 +226,9 @@ fn ip_bytes(ip: IpAddr) -> [u8; 16] {
 
 fn key_text(kind: KeyKind, key: &[u8]) -> String {
     match kind {
-        KeyKind::Sha256 | KeyKind::Sha1 | KeyKind::Md5 | KeyKind::Certificate => hex::encode(key),
+        KeyKind::Sha256 | KeyKind::Sha1 | KeyKind::Md5 | KeyKind::Certificate => {
+            String::from_utf8_lossy(key).into_owned()
+        }
         KeyKind::Ip => {
             let octets: [u8; 16] = key.try_into().expect("addresses are 16 bytes");
             Ipv6Addr::from(octets).to_canonical().to_string()
@@ -206,6 +236,14 @@ fn key_text(kind: KeyKind, key: &[u8]) -> String {
         KeyKind::Domain => String::from_utf8_lossy(key).into_owned(),
         KeyKind::Url => String::from_utf8_lossy(key).replacen(' ', "", 1),
     }
+}
+
+/// The names a domain indicator may have to cover `name`, longest first: the name itself, then
+/// each parent that still has a dot (a top-level label alone is never an indicator's key).
+pub fn domain_suffixes(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::once(name)
+        .chain(name.match_indices('.').map(|(i, _)| &name[i + 1..]))
+        .filter(|s| s.contains('.'))
 }
 
 /// The best applicable indicator at one level, and what else applied there.
@@ -237,6 +275,24 @@ impl MatchIndex {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Gives back the spare capacity the growth of a bulk load left (a loaded tenant's arena
+    /// and slab may hold up to twice what they use); later upserts grow them again as needed.
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        self.free.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        let Self {
+            entries,
+            keys,
+            tables,
+            hasher,
+            ..
+        } = self;
+        for table in tables.iter_mut() {
+            table.shrink_to_fit(|&s| hasher.hash_one(key_at(keys, entries[s as usize].key_at)));
+        }
     }
 
     /// Heap bytes the index holds (its allocations' capacities).
@@ -534,12 +590,40 @@ impl MatchIndex {
         })
     }
 
-    fn decision(&self, level: Level, what: impl FnOnce(&str) -> String) -> Decision {
+    fn verdict_of(&self, level: Level, via: Via) -> Verdict {
         let e = &self.entries[level.best as usize];
+        Verdict {
+            id: e.id,
+            action: e.action,
+            indicator_type: e.kind.indicator_type(),
+            slot: level.best,
+            via,
+            others: level.others,
+        }
+    }
+
+    /// The [`Decision`] of `verdict`, found for `observable` by [`MatchIndex::verdict`]: the
+    /// reason names the key that decided, how it covers the observable, and what it overruled.
+    pub fn explain(&self, verdict: Verdict, observable: &Observable) -> Decision {
+        let e = &self.entries[verdict.slot as usize];
         let value = key_text(e.kind, key_at(&self.keys, e.key_at));
-        let mut reason = what(&value);
-        if !level.others.is_empty() {
-            let mut others: Vec<&str> = level.others.iter().map(|a| a.as_str()).collect();
+        let observed = match observable {
+            Observable::Url(canonical, _) => canonical.clone(),
+            Observable::Domain(name) => name.clone(),
+            Observable::Ip(ip) => ip.to_string(),
+            Observable::File(_) | Observable::CertificateThumbprint(_) => String::new(),
+        };
+        let mut reason = match verdict.via {
+            Via::UrlPrefix => format!("URL prefix {value} matched {observed}"),
+            Via::Domain if value == observed => format!("domain {value} matched"),
+            Via::Domain => format!("domain suffix {value} matched {observed}"),
+            Via::Ip if value == observed => format!("IP address {value} matched"),
+            Via::Ip => format!("IP address {value} matched {observed}"),
+            Via::File => format!("{} {value} matched", verdict.indicator_type),
+            Via::Certificate => format!("certificate thumbprint {value} matched"),
+        };
+        if !verdict.others.is_empty() {
+            let mut others: Vec<&str> = verdict.others.iter().map(|a| a.as_str()).collect();
             others.sort_unstable();
             others.dedup();
             let scope = if e.groups != ALL_DEVICES {
@@ -554,9 +638,9 @@ impl MatchIndex {
             ));
         }
         Decision {
-            id: e.id,
-            action: e.action,
-            indicator_type: e.kind.indicator_type(),
+            id: verdict.id,
+            action: verdict.action,
+            indicator_type: verdict.indicator_type,
             reason,
         }
     }
@@ -570,103 +654,74 @@ impl MatchIndex {
         device_group: Option<&str>,
         now: Timestamp,
     ) -> Option<Decision> {
+        let verdict = self.verdict(observable, device_group, now)?;
+        Some(self.explain(verdict, observable))
+    }
+
+    /// [`MatchIndex::decide`] without the reason: which indicator decides, if any.
+    pub fn verdict(
+        &self,
+        observable: &Observable,
+        device_group: Option<&str>,
+        now: Timestamp,
+    ) -> Option<Verdict> {
         let now = to_ticks(now);
         match observable {
-            Observable::Url(canonical, parts) => {
-                self.decide_url(canonical, parts, device_group, now)
-            }
-            Observable::Domain(name) => self.decide_domain(name, name, device_group, now),
-            Observable::Ip(ip) => self.decide_ip(*ip, &ip.to_string(), device_group, now),
+            Observable::Url(_, parts) => self.decide_url(parts, device_group, now),
+            Observable::Domain(name) => self.decide_domain(name, device_group, now),
+            Observable::Ip(ip) => self.decide_ip(*ip, device_group, now),
             Observable::File(hashes) => self.decide_file(hashes, device_group, now),
             Observable::CertificateThumbprint(thumbprint) => {
-                let key = hex::decode(thumbprint).ok()?;
-                let level = self.file_level(KeyKind::Certificate, &key, device_group, now)?;
-                Some(self.decision(level, |v| format!("certificate thumbprint {v} matched")))
+                let key = thumbprint.as_bytes();
+                let level = self.file_level(KeyKind::Certificate, key, device_group, now)?;
+                Some(self.verdict_of(level, Via::Certificate))
             }
         }
     }
 
-    fn decide_url(
-        &self,
-        canonical: &str,
-        parts: &UrlParts,
-        group: Option<&str>,
-        now: i64,
-    ) -> Option<Decision> {
+    fn decide_url(&self, parts: &UrlParts, group: Option<&str>, now: i64) -> Option<Verdict> {
+        // Only a URL whose host has URL indicators has its path prefixes probed; the host part
+        // of the key is written once and each prefix replaces the rest.
         let host = parts.host.key_text();
-        let probe = self
+        if self
             .url_hosts
-            .contains_key(&self.host_hash(host.as_bytes()));
-        if probe {
+            .contains_key(&self.host_hash(host.as_bytes()))
+        {
             let mut key = String::with_capacity(host.len() + 1 + parts.path.len());
+            key.push_str(&host);
+            key.push(' ');
+            let host_len = key.len();
             for prefix in parts.covering_prefixes() {
-                key.clear();
-                key.push_str(&host);
-                key.push(' ');
+                key.truncate(host_len);
                 key.push_str(prefix);
                 if let Some(level) = self.network_level(KeyKind::Url, key.as_bytes(), group, now) {
-                    return Some(
-                        self.decision(level, |v| format!("URL prefix {v} matched {canonical}")),
-                    );
+                    return Some(self.verdict_of(level, Via::UrlPrefix));
                 }
             }
         }
         match &parts.host {
-            UrlHost::Domain(name) => self.decide_domain(name, canonical, group, now),
-            UrlHost::Ip(ip) => self.decide_ip(*ip, canonical, group, now),
+            UrlHost::Domain(name) => self.decide_domain(name, group, now),
+            UrlHost::Ip(ip) => self.decide_ip(*ip, group, now),
         }
     }
 
-    fn decide_domain(
-        &self,
-        name: &str,
-        observed: &str,
-        group: Option<&str>,
-        now: i64,
-    ) -> Option<Decision> {
-        let suffixes = std::iter::once(name)
-            .chain(name.match_indices('.').map(|(i, _)| &name[i + 1..]))
-            .filter(|s| s.contains('.'));
-        for suffix in suffixes {
-            if let Some(level) = self.network_level(KeyKind::Domain, suffix.as_bytes(), group, now)
-            {
-                return Some(self.decision(level, |v| {
-                    if v == observed {
-                        format!("domain {v} matched")
-                    } else {
-                        format!("domain suffix {v} matched {observed}")
-                    }
-                }));
-            }
-        }
-        None
+    fn decide_domain(&self, name: &str, group: Option<&str>, now: i64) -> Option<Verdict> {
+        domain_suffixes(name).find_map(|suffix| {
+            let level = self.network_level(KeyKind::Domain, suffix.as_bytes(), group, now)?;
+            Some(self.verdict_of(level, Via::Domain))
+        })
     }
 
-    fn decide_ip(
-        &self,
-        ip: IpAddr,
-        observed: &str,
-        group: Option<&str>,
-        now: i64,
-    ) -> Option<Decision> {
+    fn decide_ip(&self, ip: IpAddr, group: Option<&str>, now: i64) -> Option<Verdict> {
         let level = self.network_level(KeyKind::Ip, &ip_bytes(ip), group, now)?;
-        Some(self.decision(level, |v| {
-            if v == observed {
-                format!("IP address {v} matched")
-            } else {
-                format!("IP address {v} matched {observed}")
-            }
-        }))
+        Some(self.verdict_of(level, Via::Ip))
     }
 
-    fn decide_file(&self, hashes: &FileHashes, group: Option<&str>, now: i64) -> Option<Decision> {
-        for (ty, hash) in hashes.strongest_first() {
-            let Ok(key) = hex::decode(hash) else { continue };
-            if let Some(level) = self.file_level(KeyKind::of(ty), &key, group, now) {
-                return Some(self.decision(level, |v| format!("{ty} {v} matched")));
-            }
-        }
-        None
+    fn decide_file(&self, hashes: &FileHashes, group: Option<&str>, now: i64) -> Option<Verdict> {
+        hashes.strongest_first().find_map(|(ty, hash)| {
+            let level = self.file_level(KeyKind::of(ty), hash.as_bytes(), group, now)?;
+            Some(self.verdict_of(level, Via::File))
+        })
     }
 
     /// The indexed indicators in slab order, starting at position `from`, at most `max` of
@@ -728,7 +783,7 @@ impl MatchIndex {
                 ..Default::default()
             }),
         };
-        self.decide(&observable, device_group, now)
+        self.verdict(&observable, device_group, now)
             .is_some_and(|d| d.id == indicator.id)
     }
 }
@@ -759,7 +814,7 @@ impl MatchIndex {
             host,
             path: path.to_string(),
         };
-        self.decide(
+        self.verdict(
             &Observable::Url(host_path.to_string(), parts),
             device_group,
             now,
