@@ -283,16 +283,13 @@ impl MatchIndex {
         self.entries.shrink_to_fit();
         self.free.shrink_to_fit();
         self.keys.shrink_to_fit();
-        let Self {
-            entries,
-            keys,
-            tables,
-            hasher,
-            ..
-        } = self;
-        for table in tables.iter_mut() {
-            table.shrink_to_fit(|&s| hasher.hash_one(key_at(keys, entries[s as usize].key_at)));
+        // Taken out for the loop, so that the rehash can read the slab and arena.
+        let mut tables = std::mem::take(&mut self.tables);
+        for table in &mut tables {
+            table
+                .shrink_to_fit(|&s| self.hash(key_at(&self.keys, self.entries[s as usize].key_at)));
         }
+        self.tables = tables;
     }
 
     /// Heap bytes the index holds (its allocations' capacities).

@@ -202,6 +202,30 @@ impl Browser {
         assert!(self.text("main").await.contains("You have signed out."));
     }
 
+    /// Chooses the option of value `value` in the `<select>` at `css`.
+    async fn select(&self, css: &str, value: &str) {
+        self.wait_for(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
+    /// Uploads `csv` as a file on the import page; the report's summary.
+    async fn import_csv(&self, server: &TestServer, csv: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("indicators.csv");
+        std::fs::write(&file, csv).unwrap();
+        self.goto(&server.url("/portal/import")).await;
+        self.wait_for("#file")
+            .await
+            .send_keys(&file.display().to_string())
+            .await
+            .unwrap();
+        self.click("#import").await;
+        self.text("#import-summary").await
+    }
+
     /// Saves a screenshot into docs/ when `IOCD_UPDATE_SCREENSHOTS` is set.
     async fn screenshot(&self, name: &str) {
         if std::env::var_os("IOCD_UPDATE_SCREENSHOTS").is_none() {
@@ -280,12 +304,7 @@ async fn a_manager_adds_with_an_error_fixes_it_edits_filters_and_deletes() {
     // Edit: a new title and severity.
     browser.click("#edit").await;
     browser.fill("#title", "Resolver to block").await;
-    browser
-        .wait_for("#severity")
-        .await
-        .select_by_value("High")
-        .await
-        .unwrap();
+    browser.select("#severity", "High").await;
     browser.click("#save").await;
     browser.wait_for("#saved").await;
     assert_eq!(
@@ -315,12 +334,7 @@ async fn a_manager_adds_with_an_error_fixes_it_edits_filters_and_deletes() {
         rows.contains("8.8.8.8") && rows.contains("1.1.1.1"),
         "{rows}"
     );
-    browser
-        .wait_for("select[name=severity]")
-        .await
-        .select_by_value("High")
-        .await
-        .unwrap();
+    browser.select("select[name=severity]", "High").await;
     browser.wait_for_path("/portal/indicators?tab=ips").await;
     let deadline = Instant::now() + WAIT;
     while !browser.path().await.contains("severity=High") {
@@ -393,25 +407,15 @@ async fn an_import_reports_the_refused_row_by_line() {
     };
     let server = portal_server().await;
     browser.sign_in(&server, MANAGER).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("indicators.csv");
-    std::fs::write(
-        &file,
-        "IndicatorType,IndicatorValue,Action,Title,Description\r\n\
-         DomainName,good.example,Block,A domain,From the file\r\n\
-         IpAddress,10.0.0.1,Block,A private address,Refused: not public\r\n\
-         FileSha256,275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f,Block,A hash,From the file\r\n",
-    )
-    .unwrap();
-    browser.goto(&server.url("/portal/import")).await;
-    browser
-        .wait_for("#file")
-        .await
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    browser.click("#import").await;
-    let summary = browser.text("#import-summary").await;
+    let summary = browser
+        .import_csv(
+            &server,
+            "IndicatorType,IndicatorValue,Action,Title,Description\r\n\
+             DomainName,good.example,Block,A domain,From the file\r\n\
+             IpAddress,10.0.0.1,Block,A private address,Refused: not public\r\n\
+             FileSha256,275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f,Block,A hash,From the file\r\n",
+        )
+        .await;
     assert!(summary.contains("2 indicators imported"), "{summary}");
     assert!(summary.contains("1 rows refused"), "{summary}");
     assert_eq!(browser.text("#refused td.line").await, "3");
@@ -479,6 +483,10 @@ async fn a_viewer_sees_the_history_of_an_api_change_read_only_and_a_forged_token
         .await
         .unwrap();
     browser.click("#delete").await;
+    // The refusal is the answer to the form's POST: read it once the browser is there.
+    browser
+        .wait_for_path(&format!("/portal/indicators/{id}/delete"))
+        .await;
     assert_eq!(browser.text("main h1").await, "Request refused");
     let still = server
         .send(reqwest::Method::GET, &format!("/api/indicators/{id}"))
@@ -505,12 +513,7 @@ async fn every_read_and_form_works_with_javascript_off() {
     browser
         .goto(&server.url("/portal/indicators/new?tab=urls"))
         .await;
-    browser
-        .wait_for("#indicatorType")
-        .await
-        .select_by_value("DomainName")
-        .await
-        .unwrap();
+    browser.select("#indicatorType", "DomainName").await;
     browser.fill("#indicatorValue", "no-script.example").await;
     browser
         .fill("#description", "Added without JavaScript")
@@ -534,12 +537,7 @@ async fn every_read_and_form_works_with_javascript_off() {
     browser
         .goto(&server.url("/portal/indicators?tab=urls"))
         .await;
-    browser
-        .wait_for("select[name=severity]")
-        .await
-        .select_by_value("High")
-        .await
-        .unwrap();
+    browser.select("select[name=severity]", "High").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !browser.path().await.contains("severity="),
@@ -572,23 +570,13 @@ async fn every_read_and_form_works_with_javascript_off() {
     assert!(!values.contains(&"no-script.example"), "{values:?}");
 
     // An import: a plain form post, then its report.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("indicators.csv");
-    std::fs::write(
-        &file,
-        "IndicatorType,IndicatorValue,Action,Title,Description\r\n\
-         DomainName,imported-without-script.example,Block,A domain,From the file\r\n",
-    )
-    .unwrap();
-    browser.goto(&server.url("/portal/import")).await;
-    browser
-        .wait_for("#file")
-        .await
-        .send_keys(&file.display().to_string())
-        .await
-        .unwrap();
-    browser.click("#import").await;
-    let summary = browser.text("#import-summary").await;
+    let summary = browser
+        .import_csv(
+            &server,
+            "IndicatorType,IndicatorValue,Action,Title,Description\r\n\
+             DomainName,imported-without-script.example,Block,A domain,From the file\r\n",
+        )
+        .await;
     assert!(summary.contains("1 indicators imported"), "{summary}");
 
     browser.sign_out().await;
