@@ -68,7 +68,7 @@ pub struct ServerConfig {
     /// the scheme and `Host` the client used.
     pub public_url: Option<String>,
     /// Rate limits per (tenant, app, endpoint family); build the limiter with
-    /// [`ratelimit::build_limiter`] into [`AppState::rate_limiter`].
+    /// [`ratelimit::build_limiter`] into [`AppStateInner::rate_limiter`].
     pub rate_limits: RateLimitConfig,
     /// Token issuing and validation: issuer URL, accepted audiences, lifetime, external issuers.
     pub identity: IdentityConfig,
