@@ -60,12 +60,21 @@ async fn scrape(server: &TestServer) -> Scrape {
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format")
 }
 
-fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// The samples of metric `name` that carry every one of `labels`.
+fn samples<'s>(
+    scrape: &'s Scrape,
+    name: &'s str,
+    labels: &'s [(&str, &str)],
+) -> impl Iterator<Item = &'s prometheus_parse::Sample> {
     scrape
         .samples
         .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .filter(move |s| s.metric == name)
+        .filter(move |s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+}
+
+fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(scrape, name, labels)
         .map(|s| match &s.value {
             Metric::Counter(v) | Metric::Gauge(v) | Metric::Untyped(v) => *v,
             other => panic!("{name} is not a counter or gauge: {other:?}"),
@@ -74,11 +83,7 @@ fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn histogram_count(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    samples(scrape, name, labels)
         .map(|s| match &s.value {
             Metric::Histogram(buckets) => buckets
                 .iter()

@@ -4,6 +4,15 @@
 use iocd_testkit::*;
 use serde_json::json;
 
+/// `iocd config check FILE`, run to the end.
+fn config_check(file: &str) -> std::process::Output {
+    crate::iocd()
+        .command()
+        .args(["config", "check", file])
+        .output()
+        .unwrap()
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -54,11 +63,7 @@ rate-limit = ["submit=100/1m", "list=off"]
 journal-size = 5
 "#,
     );
-    let check = crate::iocd()
-        .command()
-        .args(["config", "check", &file])
-        .output()
-        .unwrap();
+    let check = config_check(&file);
     assert!(
         check.status.success(),
         "{}",
@@ -122,11 +127,7 @@ async fn unknown_keys_and_bad_values_are_errors_that_name_them() {
         assert!(!stderr.contains("'listen'"), "{stderr}");
     }
     let file = write(&dir, "value.toml", "max-body-bytes = \"lots\"\n");
-    let out = crate::iocd()
-        .command()
-        .args(["config", "check", &file])
-        .output()
-        .unwrap();
+    let out = config_check(&file);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -134,11 +135,7 @@ async fn unknown_keys_and_bad_values_are_errors_that_name_them() {
         "{stderr}"
     );
     let file = write(&dir, "broken.toml", "listen = \n");
-    let out = crate::iocd()
-        .command()
-        .args(["config", "check", &file])
-        .output()
-        .unwrap();
+    let out = config_check(&file);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid TOML"));
 }
