@@ -250,11 +250,6 @@ fn creation_defaults() -> [(&'static str, Value); 7] {
 
 /// Properties a creation's entry already says: who created it, through what, and when.
 fn creation_implied(entry: &ChangeEntry) -> [(&'static str, Value); 5] {
-    let creator = Actor {
-        id: entry.actor.id.clone(),
-        display_name: entry.actor.display_name.clone(),
-        source: entry.actor.source,
-    };
     let time = Value::from(format_wire(entry.time));
     [
         ("createdBy", Value::from(entry.actor.id.clone())),
@@ -262,7 +257,10 @@ fn creation_implied(entry: &ChangeEntry) -> [(&'static str, Value); 5] {
             "createdByDisplayName",
             Value::from(entry.actor.display_name.clone()),
         ),
-        ("createdBySource", Value::from(creator.created_by_source())),
+        (
+            "createdBySource",
+            Value::from(entry.actor.source.created_by_source()),
+        ),
         ("creationTimeDateTimeUtc", time.clone()),
         ("lastUpdateTime", time),
     ]

@@ -44,10 +44,17 @@ impl Actor {
         Actor { source, ..self }
     }
 
-    /// `createdBySource` of what this actor creates: the real service knows only `Portal` and
-    /// `PublicApi`, so iocd's own sources report `PublicApi`.
-    pub(crate) fn created_by_source(&self) -> &'static str {
-        match self.source {
+    /// `createdBySource` of what this actor creates.
+    fn created_by_source(&self) -> &'static str {
+        self.source.created_by_source()
+    }
+}
+
+impl ChangeSource {
+    /// `createdBySource` of an indicator created through this source: the real service knows
+    /// only `Portal` and `PublicApi`, so iocd's own sources report `PublicApi`.
+    pub fn created_by_source(self) -> &'static str {
+        match self {
             ChangeSource::Portal => CREATED_BY_SOURCE_PORTAL,
             ChangeSource::PublicApi | ChangeSource::CliImport | ChangeSource::Sweeper => {
                 CREATED_BY_SOURCE_API

@@ -604,11 +604,11 @@ impl MatchIndex {
     pub fn explain(&self, verdict: Verdict, observable: &Observable) -> Decision {
         let e = &self.entries[verdict.slot as usize];
         let value = key_text(e.kind, key_at(&self.keys, e.key_at));
-        let observed = match observable {
-            Observable::Url(canonical, _) => canonical.clone(),
-            Observable::Domain(name) => name.clone(),
-            Observable::Ip(ip) => ip.to_string(),
-            Observable::File(_) | Observable::CertificateThumbprint(_) => String::new(),
+        let observed: std::borrow::Cow<str> = match observable {
+            Observable::Url(canonical, _) => canonical.into(),
+            Observable::Domain(name) => name.into(),
+            Observable::Ip(ip) => ip.to_string().into(),
+            Observable::File(_) | Observable::CertificateThumbprint(_) => "".into(),
         };
         let mut reason = match verdict.via {
             Via::UrlPrefix => format!("URL prefix {value} matched {observed}"),
