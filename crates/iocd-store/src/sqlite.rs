@@ -108,13 +108,17 @@ mod batched {
         tenant: &str,
         entries: &[ChangeEntry],
     ) -> Result<(), sqlx::Error> {
-        let rows: Vec<serde_json::Value> = entries.iter().map(sql::change_json).collect();
-        sqlx::query(&sql::INSERT_CHANGES)
-            .bind(tenant)
-            .bind(json(&rows))
-            .execute(conn)
-            .await
-            .map(|_| ())
+        let mut rest = entries;
+        for size in crate::sql::statement_sizes(entries.len()) {
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            let mut query = sqlx::query(sql::insert_changes(size));
+            for entry in chunk {
+                query = sql::bind_change(query, tenant, entry);
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn upsert_many(

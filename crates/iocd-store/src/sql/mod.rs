@@ -2,14 +2,51 @@
 //! placeholders, which SQLite and PostgreSQL both accept; each database's batched statements
 //! are in [`sqlite`] and [`postgres`].
 //!
-//! The batched statements differ. SQLite takes each batch's rows or keys as one JSON text parameter, read
-//! with `json_each`: one statement shape whatever the batch size, and few parameters (sqlx looks
-//! up every parameter's name as it binds, which SQLite does by walking the statement's list of
-//! names, so binding thousands of `$n` would be quadratic). PostgreSQL takes multi-row
-//! statements of fixed sizes with `$n` parameters.
+//! The batched statements differ. SQLite takes each batch's indicator rows or keys as one JSON
+//! text parameter, read with `json_each`: one statement shape whatever the batch size, and few
+//! parameters (sqlx looks up every named parameter as it binds, which SQLite does by walking
+//! the statement's list of names, so binding thousands of `$n` would be quadratic). Its
+//! change-log rows go in as multi-row statements of anonymous `?` parameters, which sqlx binds
+//! by position. PostgreSQL takes multi-row statements of fixed sizes with `$n` parameters.
 
 pub mod postgres;
 pub mod sqlite;
+
+/// Most rows one multi-row statement carries (a PostgreSQL upsert of this many rows binds
+/// 33 × 256 = 8,448 parameters, which PostgreSQL allows up to 65,535; SQLite's change-log
+/// insert 13 × 256 = 3,328, of SQLite's 32,766).
+pub const MAX_ROWS_PER_STATEMENT: usize = 256;
+/// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
+/// connection prepares at most nine shapes of each and its statement cache keeps them all.
+pub(crate) const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
+
+pub(crate) type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
+
+/// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
+pub(crate) fn sized(
+    cache: &'static SizedStatements,
+    n: usize,
+    build: fn(usize) -> String,
+) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
+    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
+}
+
+/// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
+pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= MAX_ROWS_PER_STATEMENT {
+            MAX_ROWS_PER_STATEMENT
+        } else {
+            1 << n.ilog2()
+        };
+        n -= size;
+        Some(size)
+    })
+}
 
 /// The columns of a stored indicator, in the order of [`crate::rows::IndicatorRow`], the
 /// SQLite JSON row and PostgreSQL's bind order.
@@ -122,3 +159,24 @@ pub const LAST_CHANGE_SEQ: &str = "SELECT last_change_seq FROM tenants WHERE ten
 pub const TRIM_CHANGES: &str = "DELETE FROM change_log WHERE tenant_id = $1 \
     AND seq IN (SELECT seq FROM change_log WHERE tenant_id = $1 ORDER BY seq LIMIT $4) \
     AND (seq <= $2 OR time < $3)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_sizes_add_up_and_are_powers_of_two() {
+        for n in 0..1200 {
+            let sizes: Vec<usize> = statement_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            statement_sizes(500).collect::<Vec<_>>(),
+            [256, 128, 64, 32, 16, 4]
+        );
+    }
+}

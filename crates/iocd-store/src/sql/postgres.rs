@@ -3,7 +3,9 @@
 
 use std::sync::LazyLock;
 
-use super::{set_changeable_columns, CHANGE_COLUMNS, COLUMNS};
+use super::{
+    set_changeable_columns, sized, SizedStatements, CHANGE_COLUMNS, COLUMNS, STATEMENT_SIZES,
+};
 
 /// Binds a tenant id and then an indicator's columns in [`COLUMNS`] order.
 macro_rules! bind_indicator {
@@ -46,37 +48,6 @@ macro_rules! bind_indicator {
     }};
 }
 pub(crate) use bind_indicator;
-
-/// Most rows one multi-row upsert carries (an upsert of this
-/// many rows binds 33 × 256 = 8,448 parameters; PostgreSQL allows 65,535).
-pub const MAX_ROWS_PER_STATEMENT: usize = 256;
-/// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
-/// connection prepares at most nine shapes of each and its statement cache keeps them all.
-const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
-
-type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
-
-/// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
-fn sized(cache: &'static SizedStatements, n: usize, build: fn(usize) -> String) -> &'static str {
-    debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
-    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
-}
-
-/// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
-pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let size = if n >= MAX_ROWS_PER_STATEMENT {
-            MAX_ROWS_PER_STATEMENT
-        } else {
-            1 << n.ilog2()
-        };
-        n -= size;
-        Some(size)
-    })
-}
 
 /// `$first, $first+1, …` for `n` parameters.
 fn placeholders(first: usize, n: usize) -> String {
@@ -133,22 +104,6 @@ pub fn upsert_sql(n: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statement_sizes_add_up_and_are_powers_of_two() {
-        for n in 0..1200 {
-            let sizes: Vec<usize> = statement_sizes(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
-            assert!(
-                sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
-                "{n}"
-            );
-        }
-        assert_eq!(
-            statement_sizes(500).collect::<Vec<_>>(),
-            [256, 128, 64, 32, 16, 4]
-        );
-    }
 
     #[test]
     fn upsert_binds_as_many_parameters_as_insert() {

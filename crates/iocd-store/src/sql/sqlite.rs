@@ -1,5 +1,6 @@
-//! SQLite's batched statements: each batch's keys or rows go in as one JSON text parameter,
-//! read with `json_each`.
+//! SQLite's batched statements: each batch's keys or indicator rows go in as one JSON text
+//! parameter, read with `json_each`; change-log entries go in as multi-row statements of
+//! anonymous parameters.
 
 use std::sync::LazyLock;
 
@@ -7,7 +8,9 @@ use iocd_domain::time::to_ticks;
 use iocd_domain::{ChangeEntry, Indicator};
 use serde_json::Value;
 
-use super::{set_changeable_columns, CHANGE_COLUMNS, COLUMNS};
+use super::{
+    set_changeable_columns, sized, SizedStatements, CHANGE_COLUMNS, COLUMNS, STATEMENT_SIZES,
+};
 use crate::rows::{list_text, raw_text};
 
 /// The `SELECT` list and the column values of [`indicator_json`], by position.
@@ -50,32 +53,48 @@ pub static UPSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// appends to tenant `?1` the change-log entries of the JSON array `?2` (each a
-/// [`change_json`]).
-pub static INSERT_CHANGES: LazyLock<String> = LazyLock::new(|| {
-    let values = (0..CHANGE_COLUMNS.split(',').count())
-        .map(|i| format!("value ->> {i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO change_log (tenant_id, {CHANGE_COLUMNS}) SELECT ?1, {values} FROM json_each(?2)")
-});
+/// appends `n` change-log entries (a power of two up to
+/// [`MAX_ROWS_PER_STATEMENT`](super::MAX_ROWS_PER_STATEMENT)), each
+/// bound by [`bind_change`]: thirteen anonymous parameters, the tenant then [`CHANGE_COLUMNS`].
+///
+/// Bound parameters rather than one JSON text read with `json_each` (as the indicators'
+/// statements are): profiled under an import, SQLite's re-reading of each JSON row, once per
+/// column, was the largest cost the log added to a batch. Anonymous `?`, not `?NNN`: sqlx looks
+/// each named parameter up by walking SQLite's list of names, quadratic at thousands of them.
+pub fn insert_changes(n: usize) -> &'static str {
+    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    sized(&CACHE, n, |n| {
+        let per_row = CHANGE_COLUMNS.split(',').count() + 1;
+        let row = format!("({})", vec!["?"; per_row].join(", "));
+        format!(
+            "INSERT INTO change_log (tenant_id, {CHANGE_COLUMNS}) VALUES {}",
+            vec![row; n].join(", ")
+        )
+    })
+}
 
-/// A change-log entry as a JSON array of its column values in [`CHANGE_COLUMNS`] order.
-pub fn change_json(entry: &ChangeEntry) -> Value {
-    serde_json::json!([
-        entry.sequence,
-        to_ticks(entry.time),
-        entry.actor.id,
-        entry.actor.display_name,
-        entry.actor.source.as_str(),
-        entry.indicator_id,
-        entry.indicator_type.as_str(),
-        entry.indicator_value,
-        entry.action.as_str(),
-        entry.created_by,
-        entry.kind.as_str(),
-        crate::rows::changes_text(entry),
-    ])
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds tenant `tenant`'s change-log entry `entry`: one row of [`insert_changes`].
+pub fn bind_change<'q>(
+    query: SqliteQuery<'q>,
+    tenant: &'q str,
+    entry: &'q ChangeEntry,
+) -> SqliteQuery<'q> {
+    query
+        .bind(tenant)
+        .bind(entry.sequence)
+        .bind(to_ticks(entry.time))
+        .bind(entry.actor.id.as_str())
+        .bind(entry.actor.display_name.as_str())
+        .bind(entry.actor.source.as_str())
+        .bind(entry.indicator_id)
+        .bind(entry.indicator_type.as_str())
+        .bind(entry.indicator_value.as_str())
+        .bind(entry.action.as_str())
+        .bind(entry.created_by.as_str())
+        .bind(entry.kind.as_str())
+        .bind(crate::rows::changes_text(entry))
 }
 
 /// An indicator as a JSON array of its column values in [`COLUMNS`] order, as stored (times in
@@ -120,6 +139,7 @@ pub fn indicator_json(ind: &Indicator) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::MAX_ROWS_PER_STATEMENT;
 
     #[test]
     fn the_json_row_has_a_value_for_every_column() {
@@ -137,5 +157,16 @@ mod tests {
         assert_eq!(row.as_array().unwrap().len(), columns);
         assert_eq!(row[0], 7);
         assert_eq!(row[columns - 1], "a.example.com");
+    }
+
+    #[test]
+    fn a_change_statement_has_thirteen_anonymous_parameters_per_entry() {
+        let per_row = CHANGE_COLUMNS.split(',').count() + 1;
+        for n in [1, 4, MAX_ROWS_PER_STATEMENT] {
+            let sql = insert_changes(n);
+            assert_eq!(sql.matches('?').count(), n * per_row, "{n}");
+            assert_eq!(sql.matches("), (").count(), n - 1, "{n}");
+        }
+        assert!(MAX_ROWS_PER_STATEMENT * per_row < 32_766);
     }
 }
