@@ -678,22 +678,35 @@ impl MatchIndex {
 
     fn decide_url(&self, parts: &UrlParts, group: Option<&str>, now: i64) -> Option<Verdict> {
         // Only a URL whose host has URL indicators has its path prefixes probed; the host part
-        // of the key is written once and each prefix replaces the rest.
-        let host = parts.host.key_text();
+        // of the key is written once and each prefix replaces the rest. The key is built on the
+        // stack when it fits: this runs for every URL looked up.
+        let host: std::borrow::Cow<str> = match &parts.host {
+            UrlHost::Domain(name) => name.as_str().into(),
+            UrlHost::Ip(_) => parts.host.key_text().into(),
+        };
         if self
             .url_hosts
             .contains_key(&self.host_hash(host.as_bytes()))
         {
-            let mut key = String::with_capacity(host.len() + 1 + parts.path.len());
-            key.push_str(&host);
-            key.push(' ');
-            let host_len = key.len();
-            for prefix in parts.covering_prefixes() {
-                key.truncate(host_len);
-                key.push_str(prefix);
-                if let Some(level) = self.network_level(KeyKind::Url, key.as_bytes(), group, now) {
-                    return Some(self.verdict_of(level, Via::UrlPrefix));
-                }
+            let mut on_stack = [0u8; 512];
+            let mut on_heap = Vec::new();
+            let longest = host.len() + 1 + parts.path.len();
+            let key: &mut [u8] = if longest <= on_stack.len() {
+                &mut on_stack
+            } else {
+                on_heap.resize(longest, 0);
+                &mut on_heap
+            };
+            let host_len = host.len() + 1;
+            key[..host.len()].copy_from_slice(host.as_bytes());
+            key[host.len()] = b' ';
+            let found = parts.find_covering_prefix(|prefix| {
+                let end = host_len + prefix.len();
+                key[host_len..end].copy_from_slice(prefix.as_bytes());
+                self.network_level(KeyKind::Url, &key[..end], group, now)
+            });
+            if let Some(level) = found {
+                return Some(self.verdict_of(level, Via::UrlPrefix));
             }
         }
         match &parts.host {

@@ -65,34 +65,60 @@ impl UrlParts {
     /// path and query, the query cut at each `&`, the path, then the path cut before and after
     /// each `/`. So `/a/b` covers `/a/b`, `/a/b/`, `/a/b/c` and `/a/b?x`, but not `/a/bc`.
     pub fn covering_prefixes(&self) -> Vec<&str> {
+        let mut prefixes = Vec::new();
+        self.find_covering_prefix(|prefix| {
+            prefixes.push(prefix);
+            None::<()>
+        });
+        prefixes
+    }
+
+    /// The first `Some` that `probe` gives for the [`covering_prefixes`](Self::covering_prefixes),
+    /// in their order, without collecting them: a lookup probes a URL's prefixes on every call.
+    pub fn find_covering_prefix<'a, T>(
+        &'a self,
+        mut probe: impl FnMut(&'a str) -> Option<T>,
+    ) -> Option<T> {
         let full = self.path.as_str();
-        let mut prefixes = vec![full];
+        // Two cuts can give one prefix (`/a/` then `/a` after the path `/a/`); each is probed once.
+        let mut last: Option<&str> = None;
+        let mut emit = |prefix: &'a str| {
+            if last == Some(prefix) {
+                return None;
+            }
+            last = Some(prefix);
+            probe(prefix)
+        };
+        if let Some(found) = emit(full) {
+            return Some(found);
+        }
         let path_end = full.find('?').unwrap_or(full.len());
         if path_end < full.len() {
-            let query_cuts = full[path_end..]
-                .match_indices('&')
-                .map(|(i, _)| path_end + i)
-                .rev();
-            prefixes.extend(query_cuts.map(|end| &full[..end]));
-            prefixes.push(&full[..path_end]);
+            let mut end = full.len();
+            while let Some(amp) = full[path_end..end].rfind('&') {
+                end = path_end + amp;
+                if let Some(found) = emit(&full[..end]) {
+                    return Some(found);
+                }
+            }
+            if let Some(found) = emit(&full[..path_end]) {
+                return Some(found);
+            }
         }
         let path = &full[..path_end];
-        for (i, _) in path
-            .match_indices('/')
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            let with_slash = &path[..=i];
-            if prefixes.last() != Some(&with_slash) {
-                prefixes.push(with_slash);
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            if let Some(found) = emit(&path[..=slash]) {
+                return Some(found);
             }
-            if i > 0 {
-                prefixes.push(&path[..i]);
+            if slash > 0 {
+                if let Some(found) = emit(&path[..slash]) {
+                    return Some(found);
+                }
             }
+            end = slash;
         }
-        prefixes.dedup();
-        prefixes
+        None
     }
 }
 
