@@ -2,7 +2,7 @@
 //! (`2023-04-25T17:37:28.8510566Z`, `2020-12-12T00:00:00Z`); stores keep them as i64 ticks of
 //! 100 ns since the Unix epoch, which orders correctly and covers years 0001..9999.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 
 use crate::error::ValidationError;
 
@@ -48,13 +48,24 @@ pub fn system_now() -> std::time::SystemTime {
 
 /// The API's spelling: `YYYY-MM-DDTHH:MM:SS[.fffffff]Z`, trailing zeros of the fraction trimmed.
 pub fn format_wire(t: Timestamp) -> String {
-    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    // Formatted from the fields, not with a strftime pattern: chrono parses a pattern on every
+    // call, and every indicator the API answers with carries three times.
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
     let ticks = t.timestamp_subsec_nanos() / 100;
-    if ticks == 0 {
-        return format!("{base}Z");
+    if ticks != 0 {
+        let fraction = format!(".{ticks:07}");
+        out.push_str(fraction.trim_end_matches('0'));
     }
-    let fraction = format!("{ticks:07}");
-    format!("{base}.{}Z", fraction.trim_end_matches('0'))
+    out.push('Z');
+    out
 }
 
 /// Accepts ISO 8601 / RFC 3339 with any offset (returned in UTC), a timestamp without offset
