@@ -3,12 +3,15 @@
 //! handlers parse, authorise, ask the engine once and fetch the deciding indicators once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::Response;
 use iocd_domain::matching::{parse_match_body, parse_match_query, MatchRequest};
 use iocd_domain::{time, Action, Indicator};
+use iocd_store::MatchedEntity;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
@@ -20,11 +23,12 @@ use crate::AppState;
 /// One observable's answer.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MatchResult {
+pub struct MatchResult<'a> {
     /// What Defender would do; null when no indicator applies (or the observable is malformed).
     action: Option<Action>,
     /// The deciding indicator; null when none applies, or when the caller may not read it.
-    indicator: Option<Indicator>,
+    #[schema(value_type = Option<Indicator>)]
+    indicator: Option<&'a RawValue>,
     /// Which rule decided, e.g. "domain suffix evil.example matched sub.evil.example".
     reason: Option<String>,
     /// Why this observable could not be read; the other observables are answered.
@@ -42,8 +46,8 @@ pub struct ItemError {
 
 /// The answers, one per observable, in order.
 #[derive(Serialize, ToSchema)]
-pub struct MatchResponse {
-    value: Vec<MatchResult>,
+pub struct MatchResponse<'a> {
+    value: Vec<MatchResult<'a>>,
 }
 
 /// The body of `POST /iocd/v1/match`.
@@ -132,12 +136,13 @@ async fn answer(
     let mut ids: Vec<i64> = decisions.iter().flatten().map(|d| d.id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let entities: HashMap<i64, Indicator> = app
+    // Referenced, not cloned, by the answers: an indicator has some thirty properties.
+    let entities: HashMap<i64, Arc<MatchedEntity>> = app
         .matcher
         .entities(&caller.read_scope(), &ids, now)
         .await?
         .into_iter()
-        .map(|i| (i.id, i))
+        .map(|entity| (entity.indicator.id, entity))
         .collect();
     let invalid = request.observables.iter().filter(|o| o.is_err()).count() as u64;
     let matched = decisions.iter().flatten().count() as u64;
@@ -167,7 +172,7 @@ async fn answer(
             },
             (Ok(_), Some(d)) => MatchResult {
                 action: Some(d.action),
-                indicator: entities.get(&d.id).cloned(),
+                indicator: entities.get(&d.id).map(|entity| &*entity.json),
                 reason: Some(d.reason),
                 error: None,
             },

@@ -32,7 +32,7 @@ pub use identity::{
     StoredSigningKey,
 };
 pub use listing::{ListPage, ListRequest};
-pub use matching::{FeedVersion, IndexChange, IndexRow, IndexSequence, MatchEngine};
+pub use matching::{FeedVersion, IndexChange, IndexRow, IndexSequence, MatchEngine, MatchedEntity};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use users::{AppSignIn, SignInGrant, UserInsertError, UserRecord, UserStore};

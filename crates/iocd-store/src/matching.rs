@@ -243,7 +243,23 @@ struct TenantIndex {
     loaded: AtomicBool,
     /// Entities the match API answered lately, by id; an entry goes when a change-log entry
     /// names its id, all when the tenant is loaded again.
-    entities: std::sync::Mutex<HashMap<i64, Arc<Indicator>>>,
+    entities: std::sync::Mutex<HashMap<i64, Arc<MatchedEntity>>>,
+}
+
+/// An indicator the match API answers with, and its JSON, written once when it is cached:
+/// serialising an indicator's thirty-odd properties cost more than the match itself.
+#[derive(Debug)]
+pub struct MatchedEntity {
+    pub indicator: Indicator,
+    /// `indicator` as the API writes it.
+    pub json: Box<serde_json::value::RawValue>,
+}
+
+impl MatchedEntity {
+    fn new(indicator: Indicator) -> MatchedEntity {
+        let json = serde_json::value::to_raw_value(&indicator).expect("indicators serialise");
+        MatchedEntity { indicator, json }
+    }
 }
 
 impl TenantIndex {
@@ -558,7 +574,7 @@ impl MatchEngine {
         scope: &Scope,
         ids: &[i64],
         now: Timestamp,
-    ) -> Result<Vec<Indicator>, StoreError> {
+    ) -> Result<Vec<Arc<MatchedEntity>>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -581,7 +597,10 @@ impl MatchEngine {
                 .store
                 .get_many(&Scope::tenant_wide(&scope.tenant_id), &missing, now)
                 .await?;
-            let read: Vec<Arc<Indicator>> = read.into_iter().map(Arc::new).collect();
+            let read: Vec<Arc<MatchedEntity>> = read
+                .into_iter()
+                .map(|i| Arc::new(MatchedEntity::new(i)))
+                .collect();
             let mut entities = index.entities.lock().expect("entities lock");
             // Only rows read with no entry applied meanwhile: an entry applied during the
             // read may have removed a newer version than the one read.
@@ -590,7 +609,7 @@ impl MatchEngine {
                     entities.clear();
                 }
                 for entity in &read {
-                    entities.insert(entity.id, entity.clone());
+                    entities.insert(entity.indicator.id, entity.clone());
                 }
             }
             found.extend(read);
@@ -598,12 +617,12 @@ impl MatchEngine {
         let now_ticks = iocd_domain::time::to_ticks(now);
         Ok(found
             .into_iter()
-            .filter(|i| {
+            .filter(|entity| {
+                let i = &entity.indicator;
                 scope.owner.as_ref().is_none_or(|o| &i.created_by == o)
                     && i.expiration_time
                         .is_none_or(|t| iocd_domain::time::to_ticks(t) > now_ticks)
             })
-            .map(|i| Indicator::clone(&i))
             .collect())
     }
 
