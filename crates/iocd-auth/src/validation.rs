@@ -1,6 +1,5 @@
 //! Validating bearer tokens: iocd's own and those of external issuers such as a real Entra tenant.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -689,7 +688,10 @@ const MAX_REMEMBERED_TOKENS: usize = 4096;
 /// Tokens that passed every check, by their exact text.
 #[derive(Debug, Default)]
 struct VerifiedTokens {
-    entries: Mutex<HashMap<Box<str>, RememberedToken>>,
+    /// hashbrown's hasher rather than std's SipHash: the key is the whole token, a kilobyte or
+    /// more, hashed on every request. Only verified tokens are inserted, so the keys are not
+    /// the sender's to choose freely.
+    entries: Mutex<hashbrown::HashMap<Box<str>, RememberedToken>>,
 }
 
 #[derive(Debug, Clone)]
