@@ -162,7 +162,9 @@ impl Serve {
                 .arg("serve")
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .args(&self.args);
-            // The server logs as configured by default (one line per request at info).
+            // The server logs as configured by default (info, no line per request), whatever
+            // the test run's own RUST_LOG; IOCD_SERVER_LOG sets the server's filter.
+            command.env_remove("RUST_LOG");
             if let Ok(filter) = std::env::var(env::SERVER_LOG_VAR) {
                 command.env("RUST_LOG", filter);
             }

@@ -41,6 +41,12 @@ struct Cli {
     /// Log format.
     #[arg(long, env = "IOCD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// One log line per request, with its id, method, path, status and latency, at info. Off
+    /// by default: formatting and writing the line costs more than answering a match
+    /// (docs/benchmarks.md). Warnings and errors name their request either way. `RUST_LOG`,
+    /// when set, decides instead.
+    #[arg(long, env = "IOCD_ACCESS_LOG", value_enum, default_value_t = Switch::Off, global = true)]
+    access_log: Switch,
     #[command(subcommand)]
     command: Command,
 }
@@ -494,9 +500,13 @@ pub(crate) enum Switch {
     Off,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+fn init_logging(format: LogFormat, access_log: Switch) {
+    let default = match access_log {
+        Switch::On => "info,sqlx=warn",
+        // The request's span stays, so that what is logged during a request names it.
+        Switch::Off => "info,sqlx=warn,tower_http::trace::on_response=warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: stdout carries command output (JSON, tokens, the development app).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -856,7 +866,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, cli.access_log);
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Apps(command) => run_apps(command).await,

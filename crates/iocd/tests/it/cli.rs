@@ -341,3 +341,29 @@ async fn serve_on_an_empty_database_prints_working_development_credentials() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert!(!serde_json::to_string(&listed).unwrap().contains(&secret));
 }
+
+/// `--access-log on` writes a line per request; without it, requests leave no line.
+#[tokio::test]
+async fn a_line_per_request_only_with_the_access_log_on() {
+    for (switch, logged) in [("on", true), ("off", false)] {
+        let process = crate::iocd()
+            .serve()
+            .args(&["--in-memory", "--access-log", switch])
+            .start()
+            .await;
+        let url = format!("{}/health?probe=access-log-{switch}", process.base_url());
+        let status = reqwest::get(&url).await.unwrap().status();
+        assert_eq!(status, 200);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let line = |output: &str| {
+            output
+                .lines()
+                .any(|l| l.contains("/health") && l.contains("finished processing request"))
+        };
+        while logged && !line(&process.output()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let output = process.output();
+        assert_eq!(line(&output), logged, "--access-log {switch}:\n{output}");
+    }
+}
