@@ -266,11 +266,20 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(handlers::health))
         .route("/ready", get(handlers::ready))
         .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(move || async move { axum::Json(openapi.clone()) }))
-        .merge(utoipa_scalar::Scalar::with_url("/docs", openapi::document()))
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(openapi.clone()) }),
+        )
+        .merge(utoipa_scalar::Scalar::with_url(
+            "/docs",
+            openapi::document(),
+        ))
         .fallback(handlers::no_route)
         // Inside the error envelope, so injected errors get Defender's body and a request id.
-        .layer(middleware::from_fn_with_state(state.clone(), faults::inject))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
         .with_state(state.clone())
         .layer(
             // Outermost first: the request id exists before anything logs or fails.
@@ -284,13 +293,22 @@ pub fn app(state: AppState) -> Router {
                                 .get("x-request-id")
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("");
-                            tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+                            // Plain strings, not Display: the span is made for every request.
+                            tracing::info_span!(
+                                "request",
+                                id,
+                                method = req.method().as_str(),
+                                path = req.uri().path()
+                            )
                         })
                         .on_request(())
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(middleware::from_fn_with_state(state.clone(), metrics::observe))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    metrics::observe,
+                ))
                 .layer(SetResponseHeaderLayer::overriding(
                     HeaderName::from_static("odata-version"),
                     HeaderValue::from_static("4.0"),
