@@ -204,12 +204,18 @@ impl ListParams {
         terms.join(" and ")
     }
 
+    /// The sort, with ties broken by id in the same direction. The API's own tie-break is
+    /// `id asc`; with a descending column that makes SQLite sort each run of equal values (all
+    /// the indicators without an expiry, or of one severity: most of a tab at a million), where
+    /// `id desc` lets it walk the column's index backwards and stop after a page (its indexes
+    /// end with the table's key, `id`).
     pub fn odata_order_by(&self) -> String {
-        format!(
-            "{} {}",
-            self.sort,
-            if self.descending { "desc" } else { "asc" }
-        )
+        let direction = if self.descending { "desc" } else { "asc" };
+        if self.sort == "id" {
+            format!("id {direction}")
+        } else {
+            format!("{} {direction},id {direction}", self.sort)
+        }
     }
 
     /// The query options of the API call that lists the same page.
@@ -638,6 +644,21 @@ mod tests {
             params.odata_filter(at_noon()),
             "indicatorType in ('FileSha256','FileSha1','FileMd5')"
         );
+    }
+
+    #[test]
+    fn a_sorted_page_breaks_ties_by_id_in_the_sort_direction() {
+        let order = |raw: &str| {
+            let params = ListParams::parse(Some(raw));
+            let query = parse_list_query(&params.odata_pairs(at_noon())).unwrap();
+            iocd_odata::order_by_sql(&query.order_by)
+        };
+        assert_eq!(
+            order("sort=expirationTime&dir=desc"),
+            "expiration_time DESC NULLS LAST, id DESC"
+        );
+        assert_eq!(order("sort=severity&dir=asc"), "severity ASC, id ASC");
+        assert_eq!(order(""), "id DESC");
     }
 
     #[test]
