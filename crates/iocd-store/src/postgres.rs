@@ -123,7 +123,7 @@ mod batched {
         indicators: &[Indicator],
     ) -> Result<(), sqlx::Error> {
         let mut rest = indicators;
-        for size in crate::sql::statement_sizes(indicators.len()) {
+        for size in crate::sql::statement_sizes(indicators.len(), sql::EXACT_UPSERT_ROWS) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
             let mut query = sqlx::query(sql::upsert_sql(size));

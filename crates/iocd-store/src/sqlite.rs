@@ -109,7 +109,7 @@ mod batched {
         entries: &[ChangeEntry],
     ) -> Result<(), sqlx::Error> {
         let mut rest = entries;
-        for size in sql::change_statement_sizes(entries.len()) {
+        for size in crate::sql::statement_sizes(entries.len(), sql::EXACT_CHANGE_ROWS) {
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
             let mut query = sqlx::query(sql::insert_changes(size));

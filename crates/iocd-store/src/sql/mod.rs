@@ -16,32 +16,37 @@ pub mod sqlite;
 /// 33 × 256 = 8,448 parameters, which PostgreSQL allows up to 65,535; SQLite's change-log
 /// insert 13 × 256 = 3,328, of SQLite's 32,766).
 pub const MAX_ROWS_PER_STATEMENT: usize = 256;
-/// The statement sizes in use, 1, 2, 4, … 256: every multi-row statement has one of them, so a
-/// connection prepares at most nine shapes of each and its statement cache keeps them all.
-pub(crate) const STATEMENT_SIZES: usize = MAX_ROWS_PER_STATEMENT.trailing_zeros() as usize + 1;
 
-pub(crate) type SizedStatements = [std::sync::OnceLock<String>; STATEMENT_SIZES];
+/// Built statements by their number of rows (index 0 unused), each built once.
+pub(crate) type SizedStatements = [std::sync::OnceLock<String>; MAX_ROWS_PER_STATEMENT + 1];
 
-/// The statement for `n` rows (a power of two up to [`MAX_ROWS_PER_STATEMENT`]), built once.
+/// The statement for `n` rows (a size [`statement_sizes`] gives), built once by `build`.
 pub(crate) fn sized(
     cache: &'static SizedStatements,
     n: usize,
     build: fn(usize) -> String,
 ) -> &'static str {
-    debug_assert!(n.is_power_of_two() && n <= MAX_ROWS_PER_STATEMENT);
-    cache[n.trailing_zeros() as usize].get_or_init(|| build(n))
+    assert!(
+        (1..=MAX_ROWS_PER_STATEMENT).contains(&n),
+        "a statement of {n} rows"
+    );
+    cache[n].get_or_init(|| build(n))
 }
 
-/// Splits `n` rows into statement sizes, largest first (`500` → 256, 128, 64, 32, 16, 4).
-pub fn statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+/// Splits `n` rows into statement sizes, largest first: the rest at once when at most
+/// `exact_up_to` are left, otherwise the largest power of two that fits, at most
+/// [`MAX_ROWS_PER_STATEMENT`]. With `exact_up_to` 1 every size is a power of two (`500` → 256,
+/// 128, 64, 32, 16, 4): a connection prepares at most nine shapes. A larger `exact_up_to`
+/// makes a small batch one statement, for `exact_up_to` shapes more.
+pub fn statement_sizes(mut n: usize, exact_up_to: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         if n == 0 {
             return None;
         }
-        let size = if n >= MAX_ROWS_PER_STATEMENT {
-            MAX_ROWS_PER_STATEMENT
+        let size = if n <= exact_up_to {
+            n
         } else {
-            1 << n.ilog2()
+            (1 << n.ilog2()).min(MAX_ROWS_PER_STATEMENT)
         };
         n -= size;
         Some(size)
@@ -167,7 +172,7 @@ mod tests {
     #[test]
     fn statement_sizes_add_up_and_are_powers_of_two() {
         for n in 0..1200 {
-            let sizes: Vec<usize> = statement_sizes(n).collect();
+            let sizes: Vec<usize> = statement_sizes(n, 1).collect();
             assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
             assert!(
                 sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
@@ -175,7 +180,7 @@ mod tests {
             );
         }
         assert_eq!(
-            statement_sizes(500).collect::<Vec<_>>(),
+            statement_sizes(500, 1).collect::<Vec<_>>(),
             [256, 128, 64, 32, 16, 4]
         );
     }

@@ -3,9 +3,7 @@
 
 use std::sync::LazyLock;
 
-use super::{
-    set_changeable_columns, sized, SizedStatements, CHANGE_COLUMNS, COLUMNS, STATEMENT_SIZES,
-};
+use super::{set_changeable_columns, sized, SizedStatements, CHANGE_COLUMNS, COLUMNS};
 
 /// Binds a tenant id and then an indicator's columns in [`COLUMNS`] order.
 macro_rules! bind_indicator {
@@ -83,10 +81,15 @@ pub static INSERT_CHANGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// inserts `n` rows, each bound by [`bind_indicator`], rewriting whole any row
+/// Upserts go in statements of powers of two only ([`super::statement_sizes`]).
+pub const EXACT_UPSERT_ROWS: usize = 1;
+
+/// inserts `n` rows (a power of two), each bound by [`bind_indicator`], rewriting whole any row
 /// whose (tenant, id) exists already: creates and updates of a batch in one statement.
 pub fn upsert_sql(n: usize) -> &'static str {
-    static CACHE: SizedStatements = [const { std::sync::OnceLock::new() }; STATEMENT_SIZES];
+    static CACHE: SizedStatements =
+        [const { std::sync::OnceLock::new() }; super::MAX_ROWS_PER_STATEMENT + 1];
+    debug_assert!(n.is_power_of_two());
     sized(&CACHE, n, |n| {
         let per_row = COLUMNS.split(',').count() + 1;
         let rows: Vec<String> = (0..n)

@@ -8,7 +8,7 @@ use iocd_domain::time::to_ticks;
 use iocd_domain::{ChangeEntry, Indicator};
 use serde_json::Value;
 
-use super::{set_changeable_columns, CHANGE_COLUMNS, COLUMNS};
+use super::{set_changeable_columns, sized, SizedStatements, CHANGE_COLUMNS, COLUMNS};
 use crate::rows::{list_text, raw_text};
 
 /// The `SELECT` list and the column values of [`indicator_json`], by position.
@@ -57,40 +57,22 @@ pub static UPSERT: LazyLock<String> = LazyLock::new(|| {
 /// most 35 shapes, within sqlx's statement cache of 100.
 pub const EXACT_CHANGE_ROWS: usize = 32;
 
-/// The sizes of the [`insert_changes`] statements that append `n` entries, largest first:
-/// powers of two (at most [`MAX_ROWS_PER_STATEMENT`](super::MAX_ROWS_PER_STATEMENT)) while more
-/// than [`EXACT_CHANGE_ROWS`] are left, then the rest at once (`300` → 256, 32, 12).
-pub fn change_statement_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let size = if n <= EXACT_CHANGE_ROWS {
-            n
-        } else {
-            (1 << n.ilog2()).min(super::MAX_ROWS_PER_STATEMENT)
-        };
-        n -= size;
-        Some(size)
-    })
-}
-
-/// appends `n` change-log entries (a size [`change_statement_sizes`] gives), each bound by
-/// [`bind_change`]: thirteen anonymous parameters, the tenant then [`CHANGE_COLUMNS`].
+/// appends `n` change-log entries (a size [`statement_sizes`](super::statement_sizes) gives
+/// with [`EXACT_CHANGE_ROWS`]), each bound by [`bind_change`]: thirteen anonymous parameters,
+/// the tenant then [`CHANGE_COLUMNS`].
 ///
 /// Bound parameters rather than one JSON text read with `json_each` (as the indicators'
 /// statements are): profiled under an import, SQLite's re-reading of each JSON row, once per
 /// column, was the largest cost the log added to a batch. Anonymous `?`, not `?NNN`: sqlx looks
 /// each named parameter up by walking SQLite's list of names, quadratic at thousands of them.
 pub fn insert_changes(n: usize) -> &'static str {
-    static CACHE: [std::sync::OnceLock<String>; super::MAX_ROWS_PER_STATEMENT + 1] =
+    static CACHE: SizedStatements =
         [const { std::sync::OnceLock::new() }; super::MAX_ROWS_PER_STATEMENT + 1];
     assert!(
-        (1..=EXACT_CHANGE_ROWS).contains(&n)
-            || (n.is_power_of_two() && n <= super::MAX_ROWS_PER_STATEMENT),
+        n <= EXACT_CHANGE_ROWS || n.is_power_of_two(),
         "a change-log statement of {n} rows"
     );
-    CACHE[n].get_or_init(|| {
+    sized(&CACHE, n, |n| {
         let per_row = CHANGE_COLUMNS.split(',').count() + 1;
         let row = format!("({})", vec!["?"; per_row].join(", "));
         format!(
@@ -166,7 +148,7 @@ pub fn indicator_json(ind: &Indicator) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::MAX_ROWS_PER_STATEMENT;
+    use crate::sql::{statement_sizes, MAX_ROWS_PER_STATEMENT};
 
     #[test]
     fn the_json_row_has_a_value_for_every_column() {
@@ -200,15 +182,18 @@ mod tests {
     #[test]
     fn small_batches_of_changes_are_one_statement_and_large_ones_few() {
         for n in 1..=EXACT_CHANGE_ROWS {
-            assert_eq!(change_statement_sizes(n).collect::<Vec<_>>(), [n]);
+            assert_eq!(
+                statement_sizes(n, EXACT_CHANGE_ROWS).collect::<Vec<_>>(),
+                [n]
+            );
         }
         assert_eq!(
-            change_statement_sizes(300).collect::<Vec<_>>(),
+            statement_sizes(300, EXACT_CHANGE_ROWS).collect::<Vec<_>>(),
             [256, 32, 12]
         );
         let mut shapes = std::collections::BTreeSet::new();
         for n in 0..3000 {
-            let sizes: Vec<usize> = change_statement_sizes(n).collect();
+            let sizes: Vec<usize> = statement_sizes(n, EXACT_CHANGE_ROWS).collect();
             assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
             assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{n}: {sizes:?}");
             let rest = sizes
