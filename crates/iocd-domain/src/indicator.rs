@@ -43,11 +43,6 @@ impl Actor {
     pub fn via(self, source: ChangeSource) -> Actor {
         Actor { source, ..self }
     }
-
-    /// `createdBySource` of what this actor creates.
-    fn created_by_source(&self) -> &'static str {
-        self.source.created_by_source()
-    }
 }
 
 impl ChangeSource {
@@ -166,7 +161,7 @@ impl Indicator {
             additional_info: sub.additional_info.on_create(),
             created_by_display_name: actor.display_name.clone(),
             external_id: sub.external_id.on_create(),
-            created_by_source: actor.created_by_source().to_string(),
+            created_by_source: actor.source.created_by_source().to_string(),
             certificate_info: sub.certificate_info.on_create(),
             value_key: sub.value_key.clone(),
         }
