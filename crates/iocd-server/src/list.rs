@@ -94,6 +94,7 @@ pub async fn list_indicators(
         order_by: query.order_by.clone(),
         skip: query.skip,
         take,
+        per_type: Vec::new(),
     };
     let page = app
         .store

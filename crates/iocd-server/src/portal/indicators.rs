@@ -218,6 +218,26 @@ impl ListParams {
         }
     }
 
+    /// The types to read one by one ([`ListRequest::per_type`]) when sorting by value or title.
+    /// Those columns follow the type (hashes are hex, URLs start with their scheme), so one
+    /// walk of the column's index would pass every row of the other types first; per type,
+    /// each walk starts at the page (docs/benchmarks.md, "Portal"). A value sort is per type
+    /// even for one type: that reads the upsert key's index, in the normalised value's order.
+    pub fn per_type(&self) -> Vec<IndicatorType> {
+        let types = self.tab.types();
+        let split = match self.sort.as_str() {
+            "indicatorValue" => true,
+            // One type's filter already leads to its title index.
+            "title" => types.len() > 1,
+            _ => false,
+        };
+        if split {
+            types.to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The query options of the API call that lists the same page.
     pub fn odata_pairs(&self, now: Timestamp) -> Vec<(String, String)> {
         vec![
@@ -300,6 +320,7 @@ pub(crate) async fn list(
         order_by: query.order_by,
         skip: query.skip,
         take: params.size,
+        per_type: params.per_type(),
     };
     let scope = signed.caller.read_scope();
     let listed = match app.store.list(&scope, &request, now).await {
@@ -659,6 +680,29 @@ mod tests {
         );
         assert_eq!(order("sort=severity&dir=asc"), "severity ASC, id ASC");
         assert_eq!(order(""), "id DESC");
+    }
+
+    #[test]
+    fn value_and_title_sorts_of_a_tab_of_several_types_read_per_type() {
+        let per_type = |raw: &str| ListParams::parse(Some(raw)).per_type();
+        assert_eq!(
+            per_type("tab=files&sort=title"),
+            Tab::Files.types().to_vec()
+        );
+        assert_eq!(
+            per_type("tab=urls&sort=indicatorValue&dir=asc"),
+            vec![IndicatorType::Url, IndicatorType::DomainName]
+        );
+        // One type: its filter already leads to its title index; a value sort reads the
+        // upsert key's index, in the normalised value's order.
+        assert!(per_type("tab=ips&sort=title").is_empty());
+        assert_eq!(
+            per_type("tab=ips&sort=indicatorValue"),
+            vec![IndicatorType::IpAddress]
+        );
+        // Other columns do not follow the type; the default order is the table's key.
+        assert!(per_type("tab=files&sort=severity").is_empty());
+        assert!(per_type("tab=files").is_empty());
     }
 
     #[test]

@@ -417,6 +417,7 @@ pub(crate) async fn export(
             order_by: query.order_by.clone(),
             skip,
             take: u64::from(MAX_TOP),
+            per_type: Vec::new(),
         };
         let page = match app.store.list(&scope, &request, now).await {
             Ok(page) => page,
