@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use crate::enums::{Action, IndicatorType, Severity};
 use crate::error::ValidationError;
-use crate::matching::{is_blocking, IndexedIndicator, MatchIndex};
+use crate::matching::{is_blocking, ChunkCursor, IndexedIndicator, LayoutChanged, MatchIndex};
 use crate::time::Timestamp;
 
 /// Indicators read from the index per lock (a chunk of the feed).
@@ -355,17 +355,17 @@ impl FeedRequest {
         self.selects(&entry) && index.decides_own_value(i, self.device_group.as_deref(), now)
     }
 
-    /// Renders the entries of one chunk of the index (from slab position `from`) in `pass`,
-    /// keeping only ids in `keep` when given; returns the text and where to continue.
+    /// Renders the entries of one chunk of the index (from `from`) in `pass`, keeping only ids
+    /// in `keep` when given; returns the text and where to continue.
     pub fn render_chunk(
         &self,
         index: &MatchIndex,
-        from: usize,
+        from: ChunkCursor,
         pass: Pass,
         keep: Option<&HashSet<i64>>,
         now: Timestamp,
-    ) -> (String, Option<usize>) {
-        let (chunk, next) = index.chunk(from, CHUNK);
+    ) -> Result<(String, Option<ChunkCursor>), LayoutChanged> {
+        let (chunk, next) = index.chunk(from, CHUNK)?;
         let mut out = String::new();
         for i in &chunk {
             let in_pass = match pass {
@@ -390,7 +390,7 @@ impl FeedRequest {
                 self.render_lines(&entry, slash_line, &mut out);
             }
         }
-        (out, next)
+        Ok((out, next))
     }
 
     /// For `max=N`: the ids of the N most important entries the feed carries (by severity,
@@ -403,9 +403,12 @@ impl FeedRequest {
     ) -> (HashSet<i64>, usize) {
         let mut heap: BinaryHeap<Reverse<(u8, u32, Reverse<i64>)>> = BinaryHeap::new();
         let mut total = 0;
-        let mut from = Some(0);
+        // One borrow of the index throughout: its layout cannot change.
+        let mut from = Some(index.first_chunk());
         while let Some(pos) = from {
-            let (chunk, next) = index.chunk(pos, CHUNK);
+            let (chunk, next) = index
+                .chunk(pos, CHUNK)
+                .expect("the layout of a borrowed index");
             for i in chunk.iter().filter(|i| self.carries(index, i, now)) {
                 total += 1;
                 heap.push(Reverse((i.severity as u8, i.updated_secs, Reverse(i.id))));

@@ -164,8 +164,24 @@ pub async fn feed(
         if !header_text.is_empty() && tx.send(Ok(Bytes::from(header_text))).await.is_err() {
             return;
         }
+        let failed = |error: &dyn std::fmt::Display| {
+            tracing::error!(error = %error, "feed generation failed");
+            Err(std::io::Error::other("feed generation failed"))
+        };
+        // The index changes between chunks; the hold keeps its records where the cursor
+        // points until the feed ends (or the client goes away and this task with it).
+        let (_hold, first) = match matcher
+            .with_index(&tenant, |idx| (idx.hold_layout(), idx.first_chunk()))
+            .await
+        {
+            Ok(start) => start,
+            Err(e) => {
+                let _ = tx.send(failed(&e)).await;
+                return;
+            }
+        };
         for pass in request.passes() {
-            let mut from = Some(0);
+            let mut from = Some(first);
             while let Some(pos) = from {
                 let chunk = matcher
                     .with_index(&tenant, |idx| {
@@ -173,12 +189,13 @@ pub async fn feed(
                     })
                     .await;
                 let (text, next) = match chunk {
-                    Ok(chunk) => chunk,
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(failed(&e)).await;
+                        return;
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "feed generation failed");
-                        let _ = tx
-                            .send(Err(std::io::Error::other("feed generation failed")))
-                            .await;
+                        let _ = tx.send(failed(&e)).await;
                         return;
                     }
                 };

@@ -1,14 +1,20 @@
 //! The in-memory match index of one tenant, and the decision it gives for an observable.
 //!
 //! Layout, chosen to stay near 64 bytes per indicator at a million indicators:
-//! * one 32-byte [`Entry`] per indicator in a slab (`entries`), reused through a free list;
-//! * every key in one byte arena (`keys`): addresses as raw bytes, hashes and thumbprints as
-//!   their normalised (lower-case hex) text, domains as text, URLs as `host path`, each behind
-//!   a two-byte length. Hashes stay text so that a lookup hashes the observable's own text:
-//!   decoding its hex cost more than the rest of the lookup (a profile of the benchmark),
-//!   for about 10 bytes per indicator more at the benchmark's mix;
-//! * one hash table of slab positions per key kind (exact sets: SHA-256, SHA-1, MD5,
+//! * one record per indicator in a byte arena (`records`): a 30-byte header (what a decision
+//!   needs: id, expiry, device groups, action...) and then the key. Addresses are kept as raw
+//!   bytes, hashes and thumbprints as their normalised (lower-case hex) text, domains as text,
+//!   URLs as `host path`. Hashes stay text so that a lookup hashes the observable's own text:
+//!   decoding its hex cost more than the rest of the lookup (a profile of the benchmark), for
+//!   about 10 bytes per indicator more at the benchmark's mix. The header sits beside its key
+//!   so that a hit reads one place in memory after the table: with the header in a slab of its
+//!   own, a hit was four dependent cache misses (table control bytes, table slot, slab, key)
+//!   where a plain hash set of the keys has three;
+//! * one hash table of record offsets per key kind (exact sets: SHA-256, SHA-1, MD5,
 //!   thumbprint, IP; domains; URLs), several indicators of one key sharing a hash;
+//! * removed records stay in the arena as garbage until it outweighs the live ones; then the
+//!   arena is compacted and the tables refilled, unless a feed is reading it in chunks
+//!   ([`MatchIndex::hold_layout`]): a feed's place is an offset, which compaction would move;
 //! * for URLs, the hashes of the hosts that have URL indicators, so the path prefixes of a
 //!   URL are probed only when its host has any (host, then path prefix);
 //! * for domains, the name is probed label by label, longest suffix first: the same walk a
@@ -17,6 +23,8 @@
 use std::cmp::Reverse;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
@@ -70,6 +78,17 @@ enum KeyKind {
 const KIND_COUNT: usize = 7;
 
 impl KeyKind {
+    /// In declaration order: a record keeps its kind as an index into this.
+    const ALL: [KeyKind; KIND_COUNT] = [
+        KeyKind::Sha256,
+        KeyKind::Sha1,
+        KeyKind::Md5,
+        KeyKind::Certificate,
+        KeyKind::Ip,
+        KeyKind::Domain,
+        KeyKind::Url,
+    ];
+
     fn of(ty: IndicatorType) -> KeyKind {
         match ty {
             IndicatorType::FileSha256 => KeyKind::Sha256,
@@ -100,14 +119,12 @@ const NEVER: i64 = i64::MAX;
 /// Group set 0 is "all devices" (no `rbacGroupNames`).
 const ALL_DEVICES: u32 = 0;
 
-/// One indicator in the slab; 32 bytes.
+/// One indicator, as its record's header holds it.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     id: i64,
     /// Expiry in ticks ([`to_ticks`]); [`NEVER`] when none.
     expires: i64,
-    /// Where the key starts in the arena.
-    key_at: u32,
     /// Index into `group_sets`.
     groups: u32,
     /// Seconds since the Unix epoch of `lastUpdateTime` (recency for feeds' `max=`).
@@ -118,10 +135,102 @@ struct Entry {
     live: bool,
 }
 
+/// A record: `id` (8 bytes), `expires` (8), `groups` (4), `updated_secs` (4), `kind`,
+/// `action`, `severity` and `live` (a byte each, `kind`, `action` and `severity` as indexes
+/// into their `ALL`), the key's length (2), then the key. Little-endian, unaligned.
+const HEADER: usize = 30;
+const KIND_AT: usize = 24;
+const LIVE_AT: usize = 27;
+const LEN_AT: usize = 28;
+
+fn field<const N: usize>(records: &[u8], at: usize) -> [u8; N] {
+    records[at..at + N].try_into().expect("N bytes")
+}
+
 impl Entry {
     fn active(&self, now_ticks: i64) -> bool {
         self.live && self.expires > now_ticks
     }
+
+    fn read(records: &[u8], at: u32) -> Entry {
+        let at = at as usize;
+        Entry {
+            id: i64::from_le_bytes(field(records, at)),
+            expires: i64::from_le_bytes(field(records, at + 8)),
+            groups: u32::from_le_bytes(field(records, at + 16)),
+            updated_secs: u32::from_le_bytes(field(records, at + 20)),
+            kind: KeyKind::ALL[records[at + KIND_AT] as usize],
+            action: Action::ALL[records[at + 25] as usize],
+            severity: Severity::ALL[records[at + 26] as usize],
+            live: records[at + LIVE_AT] != 0,
+        }
+    }
+
+    /// The header's bytes but the key's length.
+    fn write(&self, header: &mut [u8]) {
+        header[0..8].copy_from_slice(&self.id.to_le_bytes());
+        header[8..16].copy_from_slice(&self.expires.to_le_bytes());
+        header[16..20].copy_from_slice(&self.groups.to_le_bytes());
+        header[20..24].copy_from_slice(&self.updated_secs.to_le_bytes());
+        header[KIND_AT] = self.kind as u8;
+        header[25] = self.action as u8;
+        header[26] = self.severity as u8;
+        header[LIVE_AT] = u8::from(self.live);
+    }
+}
+
+fn record_id(records: &[u8], at: u32) -> i64 {
+    i64::from_le_bytes(field(records, at as usize))
+}
+
+/// The key of the record at `at`.
+fn record_key(records: &[u8], at: u32) -> &[u8] {
+    let at = at as usize;
+    let len = u16::from_le_bytes(field(records, at + LEN_AT)) as usize;
+    &records[at + HEADER..at + HEADER + len]
+}
+
+/// The bytes the record at `at` takes, header included.
+fn record_len(records: &[u8], at: usize) -> usize {
+    HEADER + u16::from_le_bytes(field(records, at + LEN_AT)) as usize
+}
+
+/// Where a feed reading the index in chunks is: an offset into the arena of one layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkCursor {
+    layout: u64,
+    at: usize,
+}
+
+/// The index's layout changed under a feed reading it in chunks (the tenant's index was
+/// rebuilt): its place means nothing any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutChanged;
+
+impl std::fmt::Display for LayoutChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the match index was rebuilt while a feed was reading it")
+    }
+}
+
+impl std::error::Error for LayoutChanged {}
+
+/// While alive, the index it came from does not move its records ([`MatchIndex::hold_layout`]).
+#[derive(Debug)]
+pub struct LayoutHold(Arc<AtomicUsize>);
+
+impl Drop for LayoutHold {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AtomicOrdering::AcqRel);
+    }
+}
+
+/// Layouts are numbered across all indexes, so a cursor of a rebuilt index is never taken for
+/// one of its successor.
+static NEXT_LAYOUT: AtomicU64 = AtomicU64::new(1);
+
+fn next_layout() -> u64 {
+    NEXT_LAYOUT.fetch_add(1, AtomicOrdering::Relaxed)
 }
 
 /// Which indicator decides an observable, found without allocating: what in-process callers
@@ -170,16 +279,20 @@ pub struct IndexedIndicator<'a> {
     pub expires_ticks: Option<i64>,
     pub updated_secs: u32,
     pub rbac_group_names: &'a [Box<str>],
+    /// The record's offset.
     slot: u32,
 }
 
 /// A tenant's match index. See the module documentation for the layout.
 pub struct MatchIndex {
-    entries: Vec<Entry>,
-    free: Vec<u32>,
-    keys: Vec<u8>,
-    /// Arena bytes of removed keys; compacted away once they outweigh the live ones.
+    /// The records, one per indicator ever indexed since the last compaction.
+    records: Vec<u8>,
+    /// Bytes of removed records; compacted away once they outweigh the live ones.
     garbage: usize,
+    /// Numbers this arrangement of `records`; a compaction gives a new one.
+    layout: u64,
+    /// Feeds reading in chunks ([`LayoutHold`]s alive); compaction waits for none.
+    layout_holds: Arc<AtomicUsize>,
     tables: [HashTable<u32>; KIND_COUNT],
     /// Host hash → number of URL indicators on that host.
     url_hosts: HashMap<u64, u32>,
@@ -193,13 +306,6 @@ impl Default for MatchIndex {
     fn default() -> Self {
         MatchIndex::new()
     }
-}
-
-/// The arena's bytes of the key at `at` (after its two-byte length).
-fn key_at(keys: &[u8], at: u32) -> &[u8] {
-    let at = at as usize;
-    let len = u16::from_le_bytes([keys[at], keys[at + 1]]) as usize;
-    &keys[at + 2..at + 2 + len]
 }
 
 /// A key's bytes as the index stores them. `None` when the value is not a valid key of its
@@ -248,17 +354,19 @@ pub fn domain_suffixes(name: &str) -> impl Iterator<Item = &str> {
 
 /// The best applicable indicator at one level, and what else applied there.
 struct Level {
+    /// The record's offset, and its entry.
     best: u32,
+    entry: Entry,
     others: Vec<Action>,
 }
 
 impl MatchIndex {
     pub fn new() -> MatchIndex {
         MatchIndex {
-            entries: Vec::new(),
-            free: Vec::new(),
-            keys: Vec::new(),
+            records: Vec::new(),
             garbage: 0,
+            layout: next_layout(),
+            layout_holds: Arc::new(AtomicUsize::new(0)),
             tables: Default::default(),
             url_hosts: HashMap::new(),
             group_sets: vec![Box::default()],
@@ -278,18 +386,18 @@ impl MatchIndex {
     }
 
     /// Gives back the spare capacity the growth of a bulk load left (a loaded tenant's arena
-    /// and slab may hold up to twice what they use); later upserts grow them again as needed.
+    /// may hold up to twice what it uses); later upserts grow it again as needed.
     pub fn shrink_to_fit(&mut self) {
-        self.entries.shrink_to_fit();
-        self.free.shrink_to_fit();
-        self.keys.shrink_to_fit();
-        // Taken out for the loop, so that the rehash can read the slab and arena.
-        let mut tables = std::mem::take(&mut self.tables);
-        for table in &mut tables {
-            table
-                .shrink_to_fit(|&s| self.hash(key_at(&self.keys, self.entries[s as usize].key_at)));
+        self.records.shrink_to_fit();
+        let Self {
+            records,
+            tables,
+            hasher,
+            ..
+        } = self;
+        for table in tables {
+            table.shrink_to_fit(|&at| hasher.hash_one(record_key(records, at)));
         }
-        self.tables = tables;
     }
 
     /// Heap bytes the index holds (its allocations' capacities).
@@ -306,12 +414,7 @@ impl MatchIndex {
             .iter()
             .map(|g| g.iter().map(|n| n.len() + 16).sum::<usize>() * 2 + 32)
             .sum();
-        self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.free.capacity() * 4
-            + self.keys.capacity()
-            + table_bytes
-            + hosts
-            + groups
+        self.records.capacity() + table_bytes + hosts + groups
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
@@ -364,7 +467,6 @@ impl MatchIndex {
         let entry = Entry {
             id: record.id,
             expires: record.expiration_time.map_or(NEVER, to_ticks),
-            key_at: 0,
             groups,
             updated_secs: record
                 .last_update_time
@@ -376,53 +478,33 @@ impl MatchIndex {
             live: true,
         };
         let Self {
-            entries,
-            keys,
-            tables,
-            ..
+            records, tables, ..
         } = self;
         let existing = tables[kind as usize]
-            .find(hash, |&slot| {
-                let e = &entries[slot as usize];
-                e.id == record.id && key_at(keys, e.key_at) == key.as_slice()
+            .find(hash, |&at| {
+                record_key(records, at) == key.as_slice() && record_id(records, at) == record.id
             })
             .copied();
-        if let Some(slot) = existing {
-            let kept = &mut entries[slot as usize];
-            *kept = Entry {
-                key_at: kept.key_at,
-                ..entry
-            };
+        if let Some(at) = existing {
+            entry.write(&mut records[at as usize..at as usize + HEADER]);
             return true;
         }
-        let key_pos = self.keys.len() as u32;
-        self.keys
-            .extend_from_slice(&(key.len() as u16).to_le_bytes());
-        self.keys.extend_from_slice(&key);
-        let entry = Entry {
-            key_at: key_pos,
-            ..entry
+        // Offsets are 32 bits: four GiB of one tenant's keys (some 40 million indicators).
+        let Ok(at) = u32::try_from(self.records.len()) else {
+            return false;
         };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.entries[slot as usize] = entry;
-                slot
-            }
-            None => {
-                self.entries.push(entry);
-                (self.entries.len() - 1) as u32
-            }
-        };
+        let mut header = [0u8; HEADER];
+        entry.write(&mut header);
+        header[LEN_AT..].copy_from_slice(&(key.len() as u16).to_le_bytes());
+        self.records.extend_from_slice(&header);
+        self.records.extend_from_slice(&key);
         let Self {
-            entries,
-            keys,
+            records,
             tables,
             hasher,
             ..
         } = self;
-        tables[kind as usize].insert_unique(hash, slot, |&s| {
-            hasher.hash_one(key_at(keys, entries[s as usize].key_at))
-        });
+        tables[kind as usize].insert_unique(hash, at, |&a| hasher.hash_one(record_key(records, a)));
         if kind == KeyKind::Url {
             *self.url_hosts.entry(self.host_hash(&key)).or_default() += 1;
         }
@@ -437,30 +519,39 @@ impl MatchIndex {
         };
         let hash = self.hash(&key);
         let Self {
-            entries,
-            keys,
-            tables,
-            ..
+            records, tables, ..
         } = self;
-        let Ok(found) = tables[kind as usize].find_entry(hash, |&slot| {
-            let e = &entries[slot as usize];
-            e.id == id && key_at(keys, e.key_at) == key.as_slice()
+        let Ok(found) = tables[kind as usize].find_entry(hash, |&at| {
+            record_key(records, at) == key.as_slice() && record_id(records, at) == id
         }) else {
             return false;
         };
-        let (slot, _) = found.remove();
-        self.forget_slot(slot, kind, &key);
+        let (at, _) = found.remove();
+        self.forget(at, kind, &key);
+        self.compact_if_worth_it();
         true
+    }
+
+    /// The offsets of every record, live or removed, in arena order.
+    fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            (at < self.records.len()).then(|| {
+                let this = at;
+                at += record_len(&self.records, at);
+                this as u32
+            })
+        })
     }
 
     /// How many indexed indicators are expired at `now`, and the latest of their expiry
     /// instants: what changes a feed between two change-log entries (an expiry takes effect at
-    /// its instant; the sweeper logs it later). One pass over the slab.
+    /// its instant; the sweeper logs it later). One pass over the arena.
     pub fn expired_at(&self, now: Timestamp) -> (usize, Option<Timestamp>) {
         let now = to_ticks(now);
         let (count, latest) = self
-            .entries
-            .iter()
+            .offsets()
+            .map(|at| Entry::read(&self.records, at))
             .filter(|e| e.live && e.expires <= now)
             .fold((0, i64::MIN), |(n, latest), e| {
                 (n + 1, latest.max(e.expires))
@@ -468,31 +559,31 @@ impl MatchIndex {
         (count, (count > 0).then(|| crate::time::from_ticks(latest)))
     }
 
-    /// Removes every indicator whose id `keep` refuses, in one pass over the slab; returns
+    /// Removes every indicator whose id `keep` refuses, in one pass over the arena; returns
     /// how many were removed. For deletes known only by id (or found missing from the store).
     pub fn retain_ids(&mut self, mut keep: impl FnMut(i64) -> bool) -> usize {
         let doomed: Vec<(u32, KeyKind, Vec<u8>)> = self
-            .entries
-            .iter()
-            .enumerate()
+            .offsets()
+            .map(|at| (at, Entry::read(&self.records, at)))
             .filter(|(_, e)| e.live && !keep(e.id))
-            .map(|(slot, e)| (slot as u32, e.kind, key_at(&self.keys, e.key_at).to_vec()))
+            .map(|(at, e)| (at, e.kind, record_key(&self.records, at).to_vec()))
             .collect();
-        for (slot, kind, key) in &doomed {
+        // Offsets hold until the end of the loop: compaction waits for it.
+        for (at, kind, key) in &doomed {
             let hash = self.hash(key);
-            if let Ok(found) = self.tables[*kind as usize].find_entry(hash, |s| s == slot) {
+            if let Ok(found) = self.tables[*kind as usize].find_entry(hash, |a| a == at) {
                 found.remove();
             }
-            self.forget_slot(*slot, *kind, key);
+            self.forget(*at, *kind, key);
         }
+        self.compact_if_worth_it();
         doomed.len()
     }
 
-    /// Frees a slot already taken out of its table.
-    fn forget_slot(&mut self, slot: u32, kind: KeyKind, key: &[u8]) {
-        self.entries[slot as usize].live = false;
-        self.free.push(slot);
-        self.garbage += key.len() + 2;
+    /// Marks a record already taken out of its table as removed.
+    fn forget(&mut self, at: u32, kind: KeyKind, key: &[u8]) {
+        self.records[at as usize + LIVE_AT] = 0;
+        self.garbage += HEADER + key.len();
         self.live -= 1;
         if kind == KeyKind::Url {
             let host = self.host_hash(key);
@@ -503,24 +594,55 @@ impl MatchIndex {
                 }
             }
         }
-        if self.garbage > 1 << 20 && self.garbage > self.keys.len() / 2 {
-            self.compact_keys();
+    }
+
+    /// Compacts the arena once removed records outweigh the live ones (and a mebibyte), unless
+    /// a feed holds the layout: then the next removal after it tries again.
+    fn compact_if_worth_it(&mut self) {
+        if self.garbage > 1 << 20
+            && self.garbage > self.records.len() / 2
+            && self.layout_holds.load(AtomicOrdering::Acquire) == 0
+        {
+            self.compact();
         }
     }
 
-    /// Copies the live keys into a fresh arena; the tables hold slab positions, not arena
-    /// offsets, so they stay as they are.
-    fn compact_keys(&mut self) {
-        let mut fresh = Vec::with_capacity(self.keys.len() - self.garbage);
-        for entry in self.entries.iter_mut().filter(|e| e.live) {
-            let key = key_at(&self.keys, entry.key_at);
-            let at = fresh.len() as u32;
-            fresh.extend_from_slice(&(key.len() as u16).to_le_bytes());
-            fresh.extend_from_slice(key);
-            entry.key_at = at;
+    /// Copies the live records into a fresh arena, in their order, and refills the tables
+    /// with their new offsets (the tables keep their capacity).
+    fn compact(&mut self) {
+        let mut fresh = Vec::with_capacity(self.records.len() - self.garbage);
+        for table in &mut self.tables {
+            table.clear();
         }
-        self.keys = fresh;
+        let Self {
+            records,
+            tables,
+            hasher,
+            ..
+        } = self;
+        let mut at = 0;
+        while at < records.len() {
+            let len = record_len(records, at);
+            if records[at + LIVE_AT] != 0 {
+                let new_at = fresh.len() as u32;
+                fresh.extend_from_slice(&records[at..at + len]);
+                let kind = records[at + KIND_AT] as usize;
+                let hash = hasher.hash_one(&records[at + HEADER..at + len]);
+                tables[kind]
+                    .insert_unique(hash, new_at, |&a| hasher.hash_one(record_key(&fresh, a)));
+            }
+            at += len;
+        }
+        self.records = fresh;
         self.garbage = 0;
+        self.layout = next_layout();
+    }
+
+    /// Keeps the records where they are until the hold is dropped: for a feed reading the
+    /// index in chunks, between which the index changes.
+    pub fn hold_layout(&self) -> LayoutHold {
+        self.layout_holds.fetch_add(1, AtomicOrdering::AcqRel);
+        LayoutHold(self.layout_holds.clone())
     }
 
     /// The best indicator applicable at one key, under `better` (greater wins), if any.
@@ -534,26 +656,27 @@ impl MatchIndex {
     ) -> Option<Level> {
         let hash = self.hash(key);
         let mut level: Option<Level> = None;
-        for &slot in self.tables[kind as usize].iter_hash(hash) {
-            let e = &self.entries[slot as usize];
-            if !e.active(now_ticks)
-                || key_at(&self.keys, e.key_at) != key
-                || !self.applies(e, device_group)
-            {
+        for &at in self.tables[kind as usize].iter_hash(hash) {
+            if record_key(&self.records, at) != key {
+                continue;
+            }
+            let e = Entry::read(&self.records, at);
+            if !e.active(now_ticks) || !self.applies(&e, device_group) {
                 continue;
             }
             match &mut level {
                 None => {
                     level = Some(Level {
-                        best: slot,
+                        best: at,
+                        entry: e,
                         others: Vec::new(),
                     })
                 }
                 Some(level) => {
-                    let current = &self.entries[level.best as usize];
-                    if better(e) > better(current) {
-                        level.others.push(current.action);
-                        level.best = slot;
+                    if better(&e) > better(&level.entry) {
+                        level.others.push(level.entry.action);
+                        level.best = at;
+                        level.entry = e;
                     } else {
                         level.others.push(e.action);
                     }
@@ -588,7 +711,7 @@ impl MatchIndex {
     }
 
     fn verdict_of(&self, level: Level, via: Via) -> Verdict {
-        let e = &self.entries[level.best as usize];
+        let e = level.entry;
         Verdict {
             id: e.id,
             action: e.action,
@@ -602,8 +725,8 @@ impl MatchIndex {
     /// The [`Decision`] of `verdict`, found for `observable` by [`MatchIndex::verdict`]: the
     /// reason names the key that decided, how it covers the observable, and what it overruled.
     pub fn explain(&self, verdict: Verdict, observable: &Observable) -> Decision {
-        let e = &self.entries[verdict.slot as usize];
-        let value = key_text(e.kind, key_at(&self.keys, e.key_at));
+        let e = Entry::read(&self.records, verdict.slot);
+        let value = key_text(e.kind, record_key(&self.records, verdict.slot));
         let observed: std::borrow::Cow<str> = match observable {
             Observable::Url(canonical, _) => canonical.into(),
             Observable::Domain(name) => name.into(),
@@ -734,30 +857,50 @@ impl MatchIndex {
         })
     }
 
-    /// The indexed indicators in slab order, starting at position `from`, at most `max` of
-    /// them, with the position to continue from (`None` at the end). Feeds read in chunks
-    /// so that a lock is held only for a chunk.
-    pub fn chunk(&self, from: usize, max: usize) -> (Vec<IndexedIndicator<'_>>, Option<usize>) {
+    /// Where a feed starts reading.
+    pub fn first_chunk(&self) -> ChunkCursor {
+        ChunkCursor {
+            layout: self.layout,
+            at: 0,
+        }
+    }
+
+    /// The indexed indicators in arena order from `cursor`, at most `max` of them, with where
+    /// to continue (`None` at the end). Feeds read in chunks so that a lock is held only for a
+    /// chunk, and hold the layout ([`MatchIndex::hold_layout`]) meanwhile; a cursor of another
+    /// layout (the tenant's index was rebuilt since) is refused.
+    pub fn chunk(
+        &self,
+        cursor: ChunkCursor,
+        max: usize,
+    ) -> Result<(Vec<IndexedIndicator<'_>>, Option<ChunkCursor>), LayoutChanged> {
+        if cursor.layout != self.layout {
+            return Err(LayoutChanged);
+        }
         let mut out = Vec::with_capacity(max.min(self.live));
-        let mut pos = from;
-        while pos < self.entries.len() && out.len() < max {
-            let e = &self.entries[pos];
+        let mut at = cursor.at;
+        while at < self.records.len() && out.len() < max {
+            let e = Entry::read(&self.records, at as u32);
             if e.live {
                 out.push(IndexedIndicator {
                     id: e.id,
                     indicator_type: e.kind.indicator_type(),
-                    value: key_text(e.kind, key_at(&self.keys, e.key_at)),
+                    value: key_text(e.kind, record_key(&self.records, at as u32)),
                     action: e.action,
                     severity: e.severity,
                     expires_ticks: (e.expires != NEVER).then_some(e.expires),
                     updated_secs: e.updated_secs,
                     rbac_group_names: &self.group_sets[e.groups as usize],
-                    slot: pos as u32,
+                    slot: at as u32,
                 });
             }
-            pos += 1;
+            at += record_len(&self.records, at);
         }
-        (out, (pos < self.entries.len()).then_some(pos))
+        let next = (at < self.records.len()).then_some(ChunkCursor {
+            layout: self.layout,
+            at,
+        });
+        Ok((out, next))
     }
 
     /// Whether `indicator` is what Defender would apply to its own value on a device of
@@ -770,9 +913,8 @@ impl MatchIndex {
         device_group: Option<&str>,
         now: Timestamp,
     ) -> bool {
-        let e = &self.entries[indicator.slot as usize];
-        let key = key_at(&self.keys, e.key_at);
-        let observable = match e.kind {
+        let key = record_key(&self.records, indicator.slot);
+        let observable = match KeyKind::of(indicator.indicator_type) {
             KeyKind::Url => {
                 let text = String::from_utf8_lossy(key).replacen(' ', "", 1);
                 return self.decides_url(indicator.id, &text, device_group, now);

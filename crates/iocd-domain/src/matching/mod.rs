@@ -8,7 +8,10 @@ mod observable;
 mod precedence;
 mod request;
 
-pub use index::{domain_suffixes, Decision, IndexRecord, IndexedIndicator, MatchIndex, Verdict};
+pub use index::{
+    domain_suffixes, ChunkCursor, Decision, IndexRecord, IndexedIndicator, LayoutChanged,
+    LayoutHold, MatchIndex, Verdict,
+};
 pub use observable::{FileHashes, Observable, UrlHost, UrlParts, OBSERVABLE_KINDS};
 pub use precedence::{file_rank, is_blocking, network_rank};
 pub use request::{parse_match_body, parse_match_query, MatchRequest, MAX_OBSERVABLES};

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 
 use chrono::Duration;
 use iocd_domain::matching::{
-    file_rank, network_rank, IndexRecord, MatchIndex, Observable, UrlHost, UrlParts,
+    file_rank, network_rank, IndexRecord, LayoutChanged, MatchIndex, Observable, UrlHost, UrlParts,
 };
 use iocd_domain::time::{parse_datetime, Timestamp};
 use iocd_domain::value::normalise;
@@ -186,6 +186,91 @@ fn removal_and_update_in_place() {
 }
 
 // ---- brute force: the rules written as a scan over rows, independently of the index ----
+
+/// Removing most of a large index compacts its arena. Lookups and updates stay right across
+/// it; a feed reading in chunks while holding the layout keeps its place through removals
+/// (compaction waits for it), and once it lets go a cursor of the old layout is refused.
+#[test]
+fn compaction_keeps_lookups_and_waits_for_feeds() {
+    const COUNT: i64 = 30_000;
+    let rows: Vec<Row> = (1..=COUNT)
+        .map(|id| Row {
+            id,
+            ty: IndicatorType::FileSha256,
+            value_key: format!("{id:064x}"),
+            action: Action::BlockAndRemediate,
+            groups: Vec::new(),
+            expires: None,
+        })
+        .collect();
+    let mut index = MatchIndex::new();
+    for row in &rows {
+        assert!(index.upsert(&row.record()));
+    }
+    let full = index.heap_bytes();
+    let ids_from = |index: &MatchIndex, cursor| {
+        let mut ids = Vec::new();
+        let mut at = Some(cursor);
+        while let Some(cursor) = at {
+            let (chunk, next) = index.chunk(cursor, 1000).unwrap();
+            ids.extend(chunk.iter().map(|i| i.id));
+            at = next;
+        }
+        ids
+    };
+
+    // A feed reads its first chunk and holds the layout; then two ids in three go: 20,000
+    // records of 94 bytes, over a mebibyte and over half the arena.
+    let hold = index.hold_layout();
+    let (first, next) = index.chunk(index.first_chunk(), 1000).unwrap();
+    let mut fed: Vec<i64> = first.iter().map(|i| i.id).collect();
+    assert_eq!(index.retain_ids(|id| id % 3 == 0), 20_000);
+    fed.extend(ids_from(&index, next.unwrap()));
+    let expected: Vec<i64> = (1..=1000)
+        .chain((1001..=COUNT).filter(|id| id % 3 == 0))
+        .collect();
+    assert_eq!(fed, expected, "the held feed lost its place");
+    let old_layout = index.first_chunk();
+    drop(hold);
+
+    // The next removal compacts.
+    assert!(index.remove(3, rows[2].ty, &rows[2].value_key));
+    assert_eq!(index.chunk(old_layout, 10).unwrap_err(), LayoutChanged);
+    assert!(
+        index.heap_bytes() < full * 3 / 4,
+        "{} of {full} bytes",
+        index.heap_bytes()
+    );
+    assert_eq!(index.len(), 9_999);
+    let remaining: Vec<i64> = (6..=COUNT).filter(|id| id % 3 == 0).collect();
+    assert_eq!(ids_from(&index, index.first_chunk()), remaining);
+    for row in &rows {
+        let observable = Observable::parse("sha256", &row.value_key).unwrap();
+        let found = index.verdict(&observable, None, t0()).map(|v| v.id);
+        let expected = (row.id % 3 == 0 && row.id != 3).then_some(row.id);
+        assert_eq!(found, expected, "id {}", row.id);
+    }
+    // An update in place of a moved record, and a new indicator after the compaction.
+    let allowed = Row {
+        action: Action::Allowed,
+        ..rows[5].clone()
+    };
+    assert!(index.upsert(&allowed.record()));
+    assert!(index.upsert(&rows[1].record()));
+    let decide = |row: &Row| {
+        index
+            .verdict(
+                &Observable::parse("sha256", &row.value_key).unwrap(),
+                None,
+                t0(),
+            )
+            .map(|v| (v.id, v.action))
+    };
+    assert_eq!(decide(&rows[5]), Some((6, Action::Allowed)));
+    assert_eq!(decide(&rows[1]), Some((2, Action::BlockAndRemediate)));
+    assert_eq!(decide(&rows[2]), None);
+    assert_eq!(index.len(), 10_000);
+}
 
 fn applies(row: &Row, group: Option<&str>, now: Timestamp) -> bool {
     row.expires.is_none_or(|e| e > now)
