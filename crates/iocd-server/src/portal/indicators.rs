@@ -218,17 +218,19 @@ impl ListParams {
         }
     }
 
-    /// The types to read one by one ([`ListRequest::per_type`]) when sorting by value or title.
-    /// Those columns follow the type (hashes are hex, URLs start with their scheme), so one
-    /// walk of the column's index would pass every row of the other types first; per type,
-    /// each walk starts at the page (docs/benchmarks.md, "Portal"). A value sort is per type
-    /// even for one type: that reads the upsert key's index, in the normalised value's order.
+    /// The types to read one by one ([`ListRequest::per_type`]) when sorting by value, title or
+    /// type. Value and title follow the type (hashes are hex, URLs start with their scheme), so
+    /// one walk of the column's index would pass every row of the other types first; per type,
+    /// each walk starts at the page (docs/benchmarks.md, "Portal"). A type sort is the type's
+    /// index read in order per type: PostgreSQL sorted the tab for `type in (…)` instead. A
+    /// value sort is per type even for one type: that reads the upsert key's index, in the
+    /// normalised value's order.
     pub fn per_type(&self) -> Vec<IndicatorType> {
         let types = self.tab.types();
         let split = match self.sort.as_str() {
             "indicatorValue" => true,
-            // One type's filter already leads to its title index.
-            "title" => types.len() > 1,
+            // One type's filter already leads to its title index, or has one type.
+            "title" | "indicatorType" => types.len() > 1,
             _ => false,
         };
         if split {
@@ -699,6 +701,10 @@ mod tests {
         assert_eq!(
             per_type("tab=ips&sort=indicatorValue"),
             vec![IndicatorType::IpAddress]
+        );
+        assert_eq!(
+            per_type("tab=files&sort=indicatorType&dir=desc"),
+            Tab::Files.types().to_vec()
         );
         // Other columns do not follow the type; the default order is the table's key.
         assert!(per_type("tab=files&sort=severity").is_empty());

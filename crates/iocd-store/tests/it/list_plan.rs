@@ -228,11 +228,13 @@ fn sorted(order_by: &str, skip: u64, take: u64, per_type: bool) -> ListRequest {
     }
 }
 
-const SORTS: [&str; 4] = [
+const SORTS: [&str; 6] = [
     "title asc,id asc",
     "title desc,id desc",
     "indicatorValue asc,id asc",
     "indicatorValue desc,id desc",
+    "indicatorType asc,id asc",
+    "indicatorType desc,id desc",
 ];
 
 /// Read per type, a page holds the same rows in the same order as the single query, at
