@@ -21,7 +21,7 @@ pub struct ListRequest {
     /// column whose values follow the type (hashes are hex, URLs start with a scheme), one
     /// walk of the column's index passes every row of the other types before the first of
     /// the page; per type, each walk of a `(tenant, type, column)` index starts at the page.
-    /// `indicatorValue` is sorted by its normalised form then (see [`VALUE_KEY`]).
+    /// `indicatorValue` is sorted by its normalised form then, the upsert key's `value_key`.
     pub per_type: Vec<IndicatorType>,
 }
 
@@ -209,19 +209,25 @@ mod tests {
     use super::*;
     use iocd_odata::parse_filter;
 
-    #[test]
-    fn filter_placeholders_continue_the_fixed_ones() {
+    /// An app's own rows (an owner condition), the page of 10 after 5.
+    fn own_page(filter: &str, per_type: Vec<IndicatorType>) -> (Scope, ListRequest) {
         let scope = Scope {
             tenant_id: "t".into(),
             owner: Some("app".into()),
         };
         let request = ListRequest {
-            filter: Some(parse_filter("indicatorValue eq 'x' or title eq 'y'").unwrap()),
+            filter: Some(parse_filter(filter).unwrap()),
             order_by: Vec::new(),
             skip: 5,
             take: 10,
-            per_type: Vec::new(),
+            per_type,
         };
+        (scope, request)
+    }
+
+    #[test]
+    fn filter_placeholders_continue_the_fixed_ones() {
+        let (scope, request) = own_page("indicatorValue eq 'x' or title eq 'y'", Vec::new());
         let pg = list_sql(Dialect::Postgres, &scope, &request, 7);
         assert!(
             pg.sql.ends_with(
@@ -242,17 +248,10 @@ mod tests {
 
     #[test]
     fn a_per_type_listing_has_an_arm_per_type_numbered_in_order() {
-        let scope = Scope {
-            tenant_id: "t".into(),
-            owner: Some("app".into()),
-        };
-        let request = ListRequest {
-            filter: Some(parse_filter("title eq 'y'").unwrap()),
-            order_by: Vec::new(),
-            skip: 5,
-            take: 10,
-            per_type: vec![IndicatorType::FileSha1, IndicatorType::FileMd5],
-        };
+        let (scope, request) = own_page(
+            "title eq 'y'",
+            vec![IndicatorType::FileSha1, IndicatorType::FileMd5],
+        );
         let pg = list_sql(Dialect::Postgres, &scope, &request, 7);
         assert_eq!(pg.sql.matches(" UNION ALL ").count(), 1, "{}", pg.sql);
         assert!(pg.sql.contains(

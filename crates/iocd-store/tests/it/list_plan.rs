@@ -134,7 +134,7 @@ async fn sqlite_list_filters_use_indexes() {
 }
 
 #[tokio::test]
-async fn postgres_list_filters_use_indexes() {
+async fn postgres_list_filters_use_indexes_and_per_type_pages_match() {
     let Some(admin) = env::postgres_url() else {
         return;
     };
@@ -142,8 +142,10 @@ async fn postgres_list_filters_use_indexes() {
     let database = ScratchDatabase::postgres(&admin).await;
     let store = PostgresStore::open(&database.url).await.unwrap();
     fill(&store).await;
+    fill_mixed(&store).await;
     store.analyze().await.unwrap();
     check_results(&store).await;
+    per_type_pages_match_single_query(&store).await;
     let scope = Scope::tenant_wide(TENANT);
     for (filter, column, _) in CASES {
         let plan = store
@@ -310,16 +312,4 @@ async fn sqlite_sorted_pages_per_type_use_the_type_indexes() {
             .count();
         assert_eq!(sorts, 3, "{order}: an arm sorts its whole type: {plan:#?}");
     }
-}
-
-#[tokio::test]
-async fn postgres_sorted_pages_per_type_match_the_single_query() {
-    let Some(admin) = env::postgres_url() else {
-        return;
-    };
-    let database = ScratchDatabase::postgres(&admin).await;
-    let store = PostgresStore::open(&database.url).await.unwrap();
-    fill_mixed(&store).await;
-    store.analyze().await.unwrap();
-    per_type_pages_match_single_query(&store).await;
 }
