@@ -195,6 +195,19 @@ fn record_len(records: &[u8], at: usize) -> usize {
     HEADER + u16::from_le_bytes(field(records, at + LEN_AT)) as usize
 }
 
+/// The offsets of the records from `from` (a record's offset) to the end, live or removed, in
+/// arena order: every walk of the arena (feeds, expiry, removal by id, compaction).
+fn record_offsets(records: &[u8], from: usize) -> impl Iterator<Item = usize> + '_ {
+    let mut at = from;
+    std::iter::from_fn(move || {
+        (at < records.len()).then(|| {
+            let this = at;
+            at += record_len(records, at);
+            this
+        })
+    })
+}
+
 /// Where a feed reading the index in chunks is: an offset into the arena of one layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkCursor {
@@ -534,14 +547,7 @@ impl MatchIndex {
 
     /// The offsets of every record, live or removed, in arena order.
     fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut at = 0;
-        std::iter::from_fn(move || {
-            (at < self.records.len()).then(|| {
-                let this = at;
-                at += record_len(&self.records, at);
-                this as u32
-            })
-        })
+        record_offsets(&self.records, 0).map(|at| at as u32)
     }
 
     /// How many indexed indicators are expired at `now`, and the latest of their expiry
@@ -620,18 +626,16 @@ impl MatchIndex {
             hasher,
             ..
         } = self;
-        let mut at = 0;
-        while at < records.len() {
-            let len = record_len(records, at);
+        for at in record_offsets(records, 0) {
             if records[at + LIVE_AT] != 0 {
                 let new_at = fresh.len() as u32;
-                fresh.extend_from_slice(&records[at..at + len]);
-                let kind = records[at + KIND_AT] as usize;
-                let hash = hasher.hash_one(&records[at + HEADER..at + len]);
+                let record = &records[at..at + record_len(records, at)];
+                fresh.extend_from_slice(record);
+                let kind = record[KIND_AT] as usize;
+                let hash = hasher.hash_one(&record[HEADER..]);
                 tables[kind]
                     .insert_unique(hash, new_at, |&a| hasher.hash_one(record_key(&fresh, a)));
             }
-            at += len;
         }
         self.records = fresh;
         self.garbage = 0;
@@ -878,8 +882,15 @@ impl MatchIndex {
             return Err(LayoutChanged);
         }
         let mut out = Vec::with_capacity(max.min(self.live));
-        let mut at = cursor.at;
-        while at < self.records.len() && out.len() < max {
+        let mut next = None;
+        for at in record_offsets(&self.records, cursor.at) {
+            if out.len() == max {
+                next = Some(ChunkCursor {
+                    layout: self.layout,
+                    at,
+                });
+                break;
+            }
             let e = Entry::read(&self.records, at as u32);
             if e.live {
                 out.push(IndexedIndicator {
@@ -894,12 +905,7 @@ impl MatchIndex {
                     slot: at as u32,
                 });
             }
-            at += record_len(&self.records, at);
         }
-        let next = (at < self.records.len()).then_some(ChunkCursor {
-            layout: self.layout,
-            at,
-        });
         Ok((out, next))
     }
 
