@@ -187,13 +187,11 @@ pub async fn feed(
                     .with_index(&tenant, |idx| {
                         request.render_chunk(idx, pos, *pass, keep.as_ref(), now)
                     })
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|rendered| rendered.map_err(|e| e.to_string()));
                 let (text, next) = match chunk {
-                    Ok(Ok(chunk)) => chunk,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(failed(&e)).await;
-                        return;
-                    }
+                    Ok(chunk) => chunk,
                     Err(e) => {
                         let _ = tx.send(failed(&e)).await;
                         return;
