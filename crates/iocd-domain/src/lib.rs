@@ -14,6 +14,7 @@ pub mod error;
 pub mod feeds;
 pub mod indicator;
 pub mod matching;
+pub mod search;
 pub mod submission;
 pub mod time;
 pub mod value;
