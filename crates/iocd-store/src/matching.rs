@@ -22,6 +22,8 @@
 //!   tenant's last sequence number in one query ([`IndicatorStore::change_sequences`]) and
 //!   applies the entries of the tenants that moved. Staleness after a write elsewhere is at
 //!   most one interval plus the queries' time (docs/compatibility.md, "Freshness").
+//! * **Search.** Each tenant also keeps a [`TextIndex`] of its indicators' values and titles,
+//!   loaded and followed with the match index, for the portal's search ([`MatchEngine::search`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -29,6 +31,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use iocd_domain::matching::{Decision, IndexRecord, MatchIndex, Observable};
+use iocd_domain::search::{SearchHits, TextIndex};
 use iocd_domain::time::{from_ticks, Timestamp};
 use iocd_domain::{Action, Indicator, IndicatorType, Severity};
 
@@ -56,6 +59,9 @@ pub struct IndexRow {
     pub expiration_time: Option<Timestamp>,
     pub last_update_time: Timestamp,
     pub rbac_group_names: Vec<String>,
+    /// The value as submitted and the title, for the portal's search ([`TextIndex`]).
+    pub indicator_value: String,
+    pub title: String,
 }
 
 impl IndexRow {
@@ -104,6 +110,8 @@ pub(crate) struct IndexRowText {
     expiration_time: Option<i64>,
     last_update_time: i64,
     rbac_group_names: String,
+    indicator_value: String,
+    title: String,
 }
 
 fn corrupt(e: iocd_domain::ValidationError) -> StoreError {
@@ -125,6 +133,8 @@ impl TryFrom<IndexRowText> for IndexRow {
             last_update_time: from_ticks(r.last_update_time),
             rbac_group_names: serde_json::from_str(&r.rbac_group_names)
                 .map_err(|e| StoreError::Corrupt(format!("list column: {e}")))?,
+            indicator_value: r.indicator_value,
+            title: r.title,
         })
     }
 }
@@ -145,6 +155,8 @@ pub(crate) struct IndexChangeText {
     expiration_time: Option<i64>,
     last_update_time: Option<i64>,
     rbac_group_names: Option<String>,
+    row_value: Option<String>,
+    title: Option<String>,
 }
 
 impl TryFrom<IndexChangeText> for IndexChange {
@@ -159,6 +171,8 @@ impl TryFrom<IndexChangeText> for IndexChange {
             r.severity,
             r.last_update_time,
             r.rbac_group_names,
+            r.row_value,
+            r.title,
         ) {
             (
                 Some(id),
@@ -168,6 +182,8 @@ impl TryFrom<IndexChangeText> for IndexChange {
                 Some(severity),
                 Some(last_update_time),
                 Some(rbac_group_names),
+                Some(row_value),
+                Some(title),
             ) => Some(IndexRow::try_from(IndexRowText {
                 id,
                 indicator_type,
@@ -177,6 +193,8 @@ impl TryFrom<IndexChangeText> for IndexChange {
                 expiration_time: r.expiration_time,
                 last_update_time,
                 rbac_group_names,
+                indicator_value: row_value,
+                title,
             })?),
             _ => None,
         };
@@ -200,13 +218,14 @@ pub(crate) mod sql {
     pub const CHANGE_TIME: &str = "SELECT time FROM change_log WHERE tenant_id = $1 AND seq = $2";
     /// Tenant `$1`'s rows after id `$2`, expired ones included, in id order, at most `$3`.
     pub const ROWS: &str = "SELECT id, indicator_type, value_key, action, severity, \
-        expiration_time, last_update_time, rbac_group_names FROM indicators \
+        expiration_time, last_update_time, rbac_group_names, indicator_value, title FROM indicators \
         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3";
     /// Tenant `$1`'s entries after `$2`, oldest first, at most `$3`, each with its
     /// indicator's current row (nulls when gone).
     pub const CHANGES: &str = "SELECT c.seq, c.time, c.indicator_id, \
         c.indicator_type AS change_type, c.indicator_value, i.id, i.indicator_type, i.value_key, \
-        i.action, i.severity, i.expiration_time, i.last_update_time, i.rbac_group_names \
+        i.action, i.severity, i.expiration_time, i.last_update_time, i.rbac_group_names, \
+        i.indicator_value AS row_value, i.title \
         FROM change_log c LEFT JOIN indicators i \
         ON i.tenant_id = c.tenant_id AND i.id = c.indicator_id \
         WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3";
@@ -231,6 +250,8 @@ pub(crate) mod sql {
 /// One tenant's index and the change sequence number it reflects.
 struct TenantIndex {
     index: RwLock<MatchIndex>,
+    /// Values and titles, changed with `index` under the same `follow` lock.
+    text: RwLock<TextIndex>,
     /// Serialises loads and catch-ups.
     follow: tokio::sync::Mutex<()>,
     /// The tenant's change sequence number the index reflects.
@@ -266,6 +287,7 @@ impl TenantIndex {
     fn new() -> TenantIndex {
         TenantIndex {
             index: RwLock::new(MatchIndex::new()),
+            text: RwLock::new(TextIndex::new()),
             follow: tokio::sync::Mutex::new(()),
             sequence: AtomicI64::new(0),
             changed_ticks: AtomicI64::new(i64::MIN),
@@ -412,6 +434,7 @@ impl MatchEngine {
     async fn load(&self, index: &TenantIndex, tenant_id: &str) -> Result<(), StoreError> {
         let at = self.store.index_sequence(tenant_id).await?;
         let mut fresh = MatchIndex::new();
+        let mut text = TextIndex::new();
         let mut newest = None;
         let mut after = i64::MIN;
         loop {
@@ -426,6 +449,7 @@ impl MatchEngine {
                         "a stored indicator's value is not a valid key; not matched"
                     );
                 }
+                text.upsert(row.id, row.indicator_type, &row.indicator_value, &row.title);
                 newest = newest.max(Some(row.last_update_time));
             }
             match rows.last() {
@@ -434,8 +458,10 @@ impl MatchEngine {
             }
         }
         fresh.shrink_to_fit();
+        text.shrink_to_fit();
         let changed = at.changed_at.or(newest);
         *index.index.write().expect("index lock") = fresh;
+        *index.text.write().expect("text lock") = text;
         index.sequence.store(at.sequence, Ordering::Release);
         index.entities.lock().expect("entities lock").clear();
         index.changed_ticks.store(
@@ -483,6 +509,20 @@ impl MatchEngine {
                     apply(&mut idx, change);
                 }
             }
+            {
+                let mut text = index.text.write().expect("text lock");
+                for change in &page {
+                    match &change.row {
+                        Some(row) => text.upsert(
+                            row.id,
+                            row.indicator_type,
+                            &row.indicator_value,
+                            &row.title,
+                        ),
+                        None => text.remove(change.indicator_id),
+                    }
+                }
+            }
             // The number first: an entity read before it moved is then not cached (see
             // `entities`), and one cached before is removed here.
             index.sequence.store(last_seq, Ordering::Release);
@@ -521,6 +561,22 @@ impl MatchEngine {
                     .and_then(|o| idx.decide(o, device_group, now))
             })
             .collect())
+    }
+
+    /// The ids of the tenant's indicators of `types` whose value or title may contain `term`
+    /// (a superset of what the database's case-insensitive `LIKE` finds, expired ones included),
+    /// or [`SearchHits::TooMany`] past `limit`. Reflects every write this process acknowledged
+    /// before the call, as [`MatchEngine::decide`] does.
+    pub async fn search(
+        &self,
+        tenant_id: &str,
+        term: &str,
+        types: &[IndicatorType],
+        limit: usize,
+    ) -> Result<SearchHits, StoreError> {
+        let index = self.current(tenant_id).await?;
+        let text = index.text.read().expect("text lock");
+        Ok(text.search(term, types, limit))
     }
 
     /// Runs `read` over the tenant's current index (for feeds).
@@ -644,6 +700,14 @@ impl MatchEngine {
         tenants.values().fold((0, 0), |(n, bytes), t| {
             let idx = t.index.read().expect("index lock");
             (n + idx.len(), bytes + idx.heap_bytes())
+        })
+    }
+
+    /// The heap bytes of every tenant's search text ([`TextIndex`]), for the figures.
+    pub fn text_size(&self) -> usize {
+        let tenants = self.tenants.read().expect("tenants lock");
+        tenants.values().fold(0, |bytes, t| {
+            bytes + t.text.read().expect("text lock").memory_bytes()
         })
     }
 
