@@ -95,6 +95,7 @@ pub async fn list_indicators(
         skip: query.skip,
         take,
         per_type: Vec::new(),
+        only_ids: None,
     };
     let page = app
         .store

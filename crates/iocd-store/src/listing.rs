@@ -23,6 +23,11 @@ pub struct ListRequest {
     /// the page; per type, each walk of a `(tenant, type, column)` index starts at the page.
     /// `indicatorValue` is sorted by its normalised form then, the upsert key's `value_key`.
     pub per_type: Vec<IndicatorType>,
+    /// When set: only these ids (besides the filter). The portal's search names the rows its
+    /// search index found this way. The ids are one bound parameter (a JSON array for SQLite's
+    /// `json_each`, an array for PostgreSQL's `ANY`), so any number of them is one statement
+    /// shape, and SQLite's planner, which takes such a list for a few rows, reads them by key.
+    pub only_ids: Option<Vec<i64>>,
 }
 
 /// One page of a listing.
@@ -160,6 +165,21 @@ fn select_rows(
         "SELECT {COLUMNS} FROM indicators WHERE tenant_id = "
     ));
     statement.bind(SqlValue::Text(scope.tenant_id.clone()));
+    if let Some(ids) = &request.only_ids {
+        let listed: Vec<String> = ids.iter().map(i64::to_string).collect();
+        match statement.dialect {
+            Dialect::Sqlite => {
+                statement.push(" AND id IN (SELECT value FROM json_each(");
+                statement.bind(SqlValue::Text(format!("[{}]", listed.join(","))));
+                statement.push("))");
+            }
+            Dialect::Postgres => {
+                statement.push(" AND id = ANY(CAST(");
+                statement.bind(SqlValue::Text(format!("{{{}}}", listed.join(","))));
+                statement.push(" AS BIGINT[]))");
+            }
+        }
+    }
     if let Some(indicator_type) = only_type {
         statement.push(" AND indicator_type = ");
         statement.bind(SqlValue::Text(indicator_type.as_str().to_string()));
@@ -221,6 +241,7 @@ mod tests {
             skip: 5,
             take: 10,
             per_type,
+            only_ids: None,
         };
         (scope, request)
     }

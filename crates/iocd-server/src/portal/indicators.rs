@@ -7,10 +7,11 @@
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use iocd_domain::search::SearchHits;
 use iocd_domain::time::{self, format_wire, Timestamp};
 use iocd_domain::{Indicator, IndicatorType};
 use iocd_odata::parse_list_query;
-use iocd_store::ListRequest;
+use iocd_store::{ListPage, ListRequest};
 use maud::{html, Markup};
 
 use super::{field, message_page, page, Section, Signed};
@@ -317,15 +318,25 @@ pub(crate) async fn list(
             );
         }
     };
-    let request = ListRequest {
+    let mut request = ListRequest {
         filter: query.filter,
         order_by: query.order_by,
         skip: query.skip,
         take: params.size,
         per_type: params.per_type(),
+        only_ids: None,
     };
     let scope = signed.caller.read_scope();
-    let listed = match app.store.list(&scope, &request, now).await {
+    let searched = narrow_to_search(&app, &signed.caller.tenant_id, &params, &mut request).await;
+    let listed = if searched == Searched::NothingFound {
+        Ok(ListPage {
+            indicators: Vec::new(),
+            more: false,
+        })
+    } else {
+        app.store.list(&scope, &request, now).await
+    };
+    let listed = match listed {
         Ok(page) => page,
         Err(error) => {
             tracing::error!(%error, "portal list failed");
@@ -355,6 +366,58 @@ pub(crate) async fn list(
         tenant_empty,
         notice,
     )
+}
+
+/// Most ids a search hands the list query (`ListRequest::only_ids`). A term found more often
+/// reads the rows instead, where a page fills after some thousands of rows.
+pub(crate) const SEARCH_IDS: usize = 10_000;
+
+/// What the search index did to a list request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Searched {
+    /// No search, or a term too common for the index to help: the rows are read as they are.
+    Unchanged,
+    /// The request now reads only the ids the index found.
+    Narrowed,
+    /// No indicator of the tab holds the term: nothing to read.
+    NothingFound,
+}
+
+/// Narrows `request` to the indicators whose value or title the tenant's search index
+/// ([`iocd_domain::search::TextIndex`]) says may hold the search term. The request keeps its
+/// `contains` conditions, so the page is exactly what the database alone would give; the ids
+/// only spare it reading the whole tab, which at a million indicators took 0.3 s.
+async fn narrow_to_search(
+    app: &AppState,
+    tenant_id: &str,
+    params: &ListParams,
+    request: &mut ListRequest,
+) -> Searched {
+    if params.search.is_empty() {
+        return Searched::Unchanged;
+    }
+    let found = app
+        .matcher
+        .search(tenant_id, &params.search, params.tab.types(), SEARCH_IDS)
+        .await;
+    let ids = match found {
+        Ok(SearchHits::Ids(ids)) => ids,
+        Ok(SearchHits::TooMany) => return Searched::Unchanged,
+        Err(error) => {
+            tracing::warn!(%error, "the search index is unavailable; the list reads every row");
+            return Searched::Unchanged;
+        }
+    };
+    if ids.is_empty() {
+        return Searched::NothingFound;
+    }
+    request.only_ids = Some(ids);
+    // A few rows found by their key and then sorted beat a walk of each type's sort index.
+    // A value sort stays per type: it sorts by the normalised value there (see `per_type`).
+    if params.sort != "indicatorValue" {
+        request.per_type.clear();
+    }
+    Searched::Narrowed
 }
 
 /// What the page after a change says (`done=deleted&n=3`).

@@ -418,6 +418,7 @@ pub(crate) async fn export(
             skip,
             take: u64::from(MAX_TOP),
             per_type: Vec::new(),
+            only_ids: None,
         };
         let page = match app.store.list(&scope, &request, now).await {
             Ok(page) => page,

@@ -670,7 +670,134 @@ async fn an_administrator_manages_apps_and_users_and_sees_quota_and_limits() {
     assert_eq!(manager.get("/portal/admin").await.status(), 403);
 }
 
+/// The values a list page shows (each links to its detail page), sorted.
+fn listed_values(html: &str) -> Vec<String> {
+    let mut values: Vec<String> = html
+        .split("<td class=\"value\"><a href=\"/portal/indicators/")
+        .skip(1)
+        .map(|cell| {
+            let text = &cell[cell.find('>').unwrap() + 1..];
+            text[..text.find('<').unwrap()].to_string()
+        })
+        .collect();
+    values.sort();
+    values
+}
+
+const SEARCH_TERMS: [&str; 9] = [
+    "zone1",
+    "ZONE2.Example",
+    "campaign 3",
+    "WAVE",
+    "h00",
+    "/p1",
+    "10.0.1",
+    "renamed",
+    "absent",
+];
+
+/// Searches each term on the portal's two tabs and requires the values the API's `contains`
+/// filter finds; returns how many rows were found in all.
+async fn searches_agree_with_the_api(server: &TestServer, visitor: &mut Visitor<'_>) -> usize {
+    let mut found = 0;
+    for term in SEARCH_TERMS {
+        for (tab, types) in [("urls", "'Url','DomainName'"), ("ips", "'IpAddress'")] {
+            let filter = format!(
+                "indicatorType in ({types}) and \
+                 (contains(indicatorValue,'{term}') or contains(title,'{term}'))"
+            );
+            let encoded: String = form_urlencoded::byte_serialize(filter.as_bytes()).collect();
+            let (status, api) = status_json(
+                server
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/api/indicators?%24filter={encoded}"),
+                    )
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{api}");
+            let mut expected: Vec<String> = api["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["indicatorValue"].as_str().unwrap().to_string())
+                .collect();
+            expected.sort();
+            let q: String = form_urlencoded::byte_serialize(term.as_bytes()).collect();
+            let html = visitor
+                .get(&format!("/portal/indicators?tab={tab}&size=100&q={q}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert_eq!(listed_values(&html), expected, "{term} on {tab}");
+            found += expected.len();
+        }
+    }
+    found
+}
+
+/// The portal's search reads the ids its in-memory search index finds: the page must be what
+/// the API's `contains` filter finds, for terms in values and in titles, in any case, and after
+/// the updates and deletes the index learns of from the change log.
+async fn a_search_finds_what_the_apis_contains_filter_finds_after_every_change() {
+    let server = portal_server().await;
+    let item = |n: u32, title: &str| {
+        let (ty, value) = match n % 3 {
+            0 => ("DomainName", format!("h{n:03}.zone{}.example", n % 4)),
+            1 => ("Url", format!("https://h{n:03}.zone{}.example/p{n}", n % 4)),
+            _ => ("IpAddress", format!("10.0.{}.{n}", n % 4)),
+        };
+        json!({"indicatorValue": value, "indicatorType": ty, "action": "Block",
+               "title": title, "description": "d"})
+    };
+    server
+        .import(
+            (0..60)
+                .map(|n| item(n, &format!("Campaign {} Wave", n % 5)))
+                .collect(),
+        )
+        .await;
+    let mut visitor = Visitor::new(&server);
+    visitor.sign_in(VIEWER).await;
+    let before = searches_agree_with_the_api(&server, &mut visitor).await;
+    assert!(before > 40, "the terms find rows: {before}");
+
+    // Rename a few (an upsert of the same value and action), delete a few, add one.
+    server
+        .import(
+            (0..60)
+                .filter(|n| n % 6 == 1)
+                .map(|n| item(n, "Renamed"))
+                .collect(),
+        )
+        .await;
+    let (_, listed) = status_json(server.send(reqwest::Method::GET, "/api/indicators").await).await;
+    for indicator in listed["value"].as_array().unwrap() {
+        let value = indicator["indicatorValue"].as_str().unwrap();
+        if value.starts_with("h00") || value.starts_with("10.0.1.") {
+            let path = format!("/api/indicators/{}", indicator["id"].as_str().unwrap());
+            assert_eq!(
+                server.send(reqwest::Method::DELETE, &path).await.status(),
+                204
+            );
+        }
+    }
+    submit(&server, &item(60, "a late ZONE1 entry")).await;
+    let renamed = visitor
+        .get("/portal/indicators?tab=urls&size=100&q=renamed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(listed_values(&renamed).len(), 10, "{renamed}");
+    let after = searches_agree_with_the_api(&server, &mut visitor).await;
+    assert_ne!(after, before);
+}
+
 on_every_backend!(
+    a_search_finds_what_the_apis_contains_filter_finds_after_every_change,
     export_writes_the_current_filter_and_the_match_box_explains_the_decision,
     an_administrator_manages_apps_and_users_and_sees_quota_and_limits,
     signing_in_goes_through_the_authorization_endpoint_and_sets_a_strict_cookie,

@@ -84,6 +84,7 @@ fn request(filter: &str) -> ListRequest {
         skip: 0,
         take: 10_000,
         per_type: Vec::new(),
+        only_ids: None,
     }
 }
 
@@ -146,6 +147,7 @@ async fn postgres_list_filters_use_indexes_and_per_type_pages_match() {
     store.analyze().await.unwrap();
     check_results(&store).await;
     per_type_pages_match_single_query(&store).await;
+    narrowed_pages_hold_what_the_filter_finds(&store).await;
     let scope = Scope::tenant_wide(TENANT);
     for (filter, column, _) in CASES {
         let plan = store
@@ -227,6 +229,7 @@ fn sorted(order_by: &str, skip: u64, take: u64, per_type: bool) -> ListRequest {
         } else {
             Vec::new()
         },
+        only_ids: None,
     }
 }
 
@@ -275,11 +278,17 @@ async fn per_type_pages_match_single_query(store: &dyn IndicatorStore) {
     }
 }
 
-#[tokio::test]
-async fn sqlite_sorted_pages_per_type_use_the_type_indexes() {
+/// A SQLite store holding `fill_mixed`'s rows (its file lives as long as the database guard).
+async fn mixed_sqlite_store() -> (ScratchDatabase, SqliteStore) {
     let database = ScratchDatabase::sqlite();
     let store = SqliteStore::open(&database.url).await.unwrap();
     fill_mixed(&store).await;
+    (database, store)
+}
+
+#[tokio::test]
+async fn sqlite_sorted_pages_per_type_use_the_type_indexes() {
+    let (_database, store) = mixed_sqlite_store().await;
     per_type_pages_match_single_query(&store).await;
     let scope = Scope::tenant_wide(MIXED_TENANT);
     for (order, index) in [
@@ -313,3 +322,105 @@ async fn sqlite_sorted_pages_per_type_use_the_type_indexes() {
         assert_eq!(sorts, 3, "{order}: an arm sorts its whole type: {plan:#?}");
     }
 }
+
+/// The portal's search hands the list the ids its search index found (`only_ids`), besides
+/// the `contains` conditions: the rows are then read by their key, whatever the sort and however
+/// many ids, and a value sort that stays per type reads them by key in each arm.
+#[tokio::test]
+async fn sqlite_a_search_narrowed_to_ids_reads_rows_by_key() {
+    let (_database, store) = mixed_sqlite_store().await;
+    narrowed_pages_hold_what_the_filter_finds(&store).await;
+    let scope = Scope::tenant_wide(MIXED_TENANT);
+    for (order, per_type) in [
+        ("creationTimeDateTimeUtc desc,id desc", false),
+        ("title asc,id asc", false),
+        ("id desc", false),
+        ("indicatorValue desc,id desc", true),
+    ] {
+        for ids in [40, SEARCH_IDS as i64] {
+            let plan = store
+                .explain_list(&scope, &narrowed(order, per_type, ids), time::now())
+                .await
+                .unwrap();
+            let by_key = plan
+                .iter()
+                .filter(|step| {
+                    step.starts_with("SEARCH indicators USING PRIMARY KEY (tenant_id=? AND id=?)")
+                })
+                .count();
+            assert_eq!(
+                by_key,
+                if per_type { 3 } else { 1 },
+                "{order}, {ids} ids: rows not read by key: {plan:#?}"
+            );
+        }
+    }
+}
+
+/// The file hashes whose value or title holds "title 3", narrowed to the ids 1..=`ids`.
+fn narrowed(order: &str, per_type: bool, ids: i64) -> ListRequest {
+    let query = parse_list_query(&[
+        (
+            "$filter".to_string(),
+            "indicatorType in ('FileSha256','FileSha1','FileMd5') \
+             and (contains(indicatorValue,'title 3') or contains(title,'title 3'))"
+                .to_string(),
+        ),
+        ("$orderby".to_string(), order.to_string()),
+    ])
+    .unwrap();
+    ListRequest {
+        filter: query.filter,
+        order_by: query.order_by,
+        skip: 0,
+        take: 100,
+        per_type: if per_type {
+            FILE_TYPES.to_vec()
+        } else {
+            Vec::new()
+        },
+        only_ids: Some((1..=ids).collect()),
+    }
+}
+
+/// Narrowed to every id, a page holds what the filter alone finds; narrowed to some, only
+/// those of them it finds; narrowed to none, nothing.
+async fn narrowed_pages_hold_what_the_filter_finds(store: &dyn IndicatorStore) {
+    let scope = Scope::tenant_wide(MIXED_TENANT);
+    let ids = |page: iocd_store::ListPage| page.indicators.iter().map(|i| i.id).collect::<Vec<_>>();
+    for (order, per_type) in [("id desc", false), ("indicatorValue desc,id desc", true)] {
+        let mut unnarrowed = narrowed(order, per_type, 0);
+        unnarrowed.only_ids = None;
+        let all = ids(store.list(&scope, &unnarrowed, time::now()).await.unwrap());
+        // "title 3" is the title of every seventh file hash.
+        assert_eq!(all.len(), (0..90).filter(|n| n % 7 == 3).count());
+        let every = narrowed(order, per_type, SEARCH_IDS as i64);
+        assert_eq!(
+            ids(store.list(&scope, &every, time::now()).await.unwrap()),
+            all
+        );
+        let mut some = narrowed(order, per_type, 0);
+        some.only_ids = Some(
+            all.iter()
+                .copied()
+                .step_by(2)
+                .chain([-1, 1_000_000])
+                .collect(),
+        );
+        let expected: Vec<i64> = all.iter().copied().step_by(2).collect();
+        assert_eq!(
+            ids(store.list(&scope, &some, time::now()).await.unwrap()),
+            expected
+        );
+        let none = narrowed(order, per_type, 0);
+        assert!(store
+            .list(&scope, &none, time::now())
+            .await
+            .unwrap()
+            .indicators
+            .is_empty());
+    }
+}
+
+/// As many ids as the portal hands over at most (`portal::indicators::SEARCH_IDS`).
+const SEARCH_IDS: usize = 10_000;
