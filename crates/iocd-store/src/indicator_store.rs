@@ -275,6 +275,15 @@ macro_rules! impl_indicator_store {
                     .bind(tenant_id)
                     .execute(&self.readers)
                     .await?;
+                // Moved on by one with no entry: another replica's follower sees the number
+                // move, finds the entries it needs gone, and loads the tenant's index again.
+                sqlx::query(
+                    "UPDATE tenants SET last_change_seq = last_change_seq + 1 \
+                     WHERE $1 IS NULL OR tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .execute(&self.readers)
+                .await?;
                 Ok(done.rows_affected())
             }
 

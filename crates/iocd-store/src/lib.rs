@@ -296,7 +296,9 @@ pub trait IndicatorStore: Send + Sync + 'static {
 
     /// Deletes every indicator of one tenant, or of every tenant (the emulator's reset); returns
     /// how many rows went. Indicator ids are not reused afterwards. Their change log goes too
-    /// (without entries); its sequence numbers are not reused either.
+    /// (without entries); its sequence numbers are not reused either, and the sequence moves on
+    /// by one, so that other replicas' match indexes see it move, find no entries, and load the
+    /// tenant again.
     async fn reset(&self, tenant_id: Option<&str>) -> Result<u64, StoreError>;
 
     /// Whether the database answers and the writer runs (for `/ready`).

@@ -282,12 +282,14 @@ async fn a_match_sees_every_write_acknowledged_before_it() {
 /// A second replica over the same database follows the first one's writes through the shared
 /// change sequence, within the documented bound (docs/compatibility.md, "Freshness": one poll
 /// interval, 250 ms, plus the queries; asserted at 1 s, the target).
-async fn another_replica_sees_writes_within_a_second() {
-    let server = TestServer::start().await;
+/// A second replica of `server` over the same database, on its own port, with the same issuer
+/// (as behind a load balancer); its address, and what stops it when sent.
+async fn second_replica(
+    server: &TestServer,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let stores = iocd_store::open_stores(&server.database_url).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    // One issuer for both replicas, as behind a load balancer.
     let config = ServerConfig {
         public_url: Some(server.base_url()),
         ..ServerConfig::default()
@@ -299,14 +301,31 @@ async fn another_replica_sees_writes_within_a_second() {
     tokio::spawn(Server::on_listener(listener, state).run(async move {
         let _ = stopped.await;
     }));
+    (addr, stop)
+}
+
+/// `POST /iocd/v1/match` of `body` on the replica at `addr` with `token`.
+async fn match_on(
+    server: &TestServer,
+    addr: std::net::SocketAddr,
+    token: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let request = server
+        .client
+        .post(format!("http://{addr}/iocd/v1/match"))
+        .bearer_auth(token)
+        .json(body);
+    status_json(request.send().await.unwrap()).await
+}
+
+async fn another_replica_sees_writes_within_a_second() {
+    let server = TestServer::start().await;
+    let (addr, stop) = second_replica(&server).await;
     let token = server.app.token.clone();
     let replica = |body: Value| {
-        let request = server
-            .client
-            .post(format!("http://{addr}/iocd/v1/match"))
-            .bearer_auth(&token)
-            .json(&body);
-        async move { status_json(request.send().await.unwrap()).await }
+        let (server, token) = (&server, token.clone());
+        async move { match_on(server, addr, &token, &body).await }
     };
     let ask = json!({"observables": [{"ip": "203.0.113.77"}]});
     let (status, answer) = replica(ask.clone()).await;
@@ -364,7 +383,52 @@ async fn another_replica_sees_writes_within_a_second() {
     let _ = stop.send(());
 }
 
+/// The emulator's reset deletes without change-log entries; the sequence moving on is what
+/// tells another replica's index to load the tenant again, within the same bound as a write.
+async fn a_reset_reaches_another_replicas_index_within_a_second() {
+    let server = TestServer::start().await;
+    let (addr, stop) = second_replica(&server).await;
+    let token = server.app.token.clone();
+    let ask = json!({"observables": [{"domain": "reset.example"}]});
+    server
+        .import(vec![
+            json!({"indicatorValue": "reset.example", "indicatorType": "DomainName",
+                            "action": "Block", "title": "t", "description": "d"}),
+        ])
+        .await;
+    let written = Instant::now();
+    while match_on(&server, addr, &token, &ask).await.1["value"][0]["action"] != "Block" {
+        assert!(written.elapsed() < Duration::from_secs(5), "never seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The reset as the first replica's emulator runs it (its own index is forgotten there).
+    let stores = iocd_store::open_stores(&server.database_url).await.unwrap();
+    assert_eq!(
+        stores
+            .indicators
+            .reset(Some(server.app.tenant_id()))
+            .await
+            .unwrap(),
+        1
+    );
+    let reset = Instant::now();
+    loop {
+        let (status, answer) = match_on(&server, addr, &token, &ask).await;
+        assert_eq!(status, 200, "{answer}");
+        if answer["value"][0]["action"].is_null() {
+            break;
+        }
+        assert!(
+            reset.elapsed() < Duration::from_secs(1),
+            "the other replica still matches the reset indicator: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+}
+
 on_every_backend!(
+    a_reset_reaches_another_replicas_index_within_a_second,
     semantic_table_over_http,
     batches_answer_in_order_with_item_errors_and_a_limit,
     get_matches_one_observable,
