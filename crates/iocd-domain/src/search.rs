@@ -57,6 +57,13 @@ struct TypeText {
 /// Lower case, one character at a time (no context rules such as a final sigma), so that a
 /// term folds the same way wherever it occurs in a text.
 fn fold_into(out: &mut Vec<u8>, text: &str) {
+    // Most values and titles are ASCII: fold them in one pass over the bytes.
+    if text.is_ascii() {
+        let start = out.len();
+        out.extend_from_slice(text.as_bytes());
+        out[start..].make_ascii_lowercase();
+        return;
+    }
     let mut buf = [0u8; 4];
     for c in text.chars().flat_map(char::to_lowercase) {
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -333,6 +340,16 @@ mod tests {
             ids(index.search("example", NETWORK, 5)),
             vec![0, 1, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn ascii_and_other_text_fold_alike() {
+        let mut ascii = Vec::new();
+        fold_into(&mut ascii, "Evil.EXAMPLE/Path");
+        assert_eq!(ascii, b"evil.example/path");
+        let mut mixed = Vec::new();
+        fold_into(&mut mixed, "Évil.EXAMPLE");
+        assert_eq!(String::from_utf8(mixed).unwrap(), "évil.example");
     }
 
     #[test]
