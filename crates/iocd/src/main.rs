@@ -14,6 +14,7 @@ mod import;
 mod tls;
 mod users;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -508,8 +509,11 @@ fn init_logging(format: LogFormat, access_log: Switch) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logs go to stderr: stdout carries command output (JSON, tokens, the development app).
+    // Colours only for a person at a terminal: a log file or a journal gets plain text, and
+    // every request's span is formatted without escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
