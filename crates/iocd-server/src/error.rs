@@ -150,12 +150,8 @@ pub struct ErrorDetail {
 
 /// Writes the error body on every 4xx/5xx response.
 pub async fn error_envelope(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    // The header's bytes are shared, not copied: most responses are not errors.
+    let request_id = req.headers().get(REQUEST_ID).cloned();
     let mut res = next.run(req).await;
     if res.extensions().get::<PassThroughError>().is_some() {
         return res;
@@ -171,7 +167,11 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
         error: ErrorDetail {
             code: payload.code.as_str().to_string(),
             message: payload.message,
-            target: request_id,
+            target: request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
         },
     };
     let (mut parts, _) = res.into_parts();

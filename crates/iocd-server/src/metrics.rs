@@ -7,13 +7,14 @@
 //! fixed lists; active indicators are labelled by tenant only for the
 //! [`TENANT_LABELS`] tenants with the most, the rest summed under `tenant="_other"`.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -27,11 +28,24 @@ pub const TENANT_LABELS: usize = 20;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// The labels of every request's latency: fixed strings, so counting a request allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    family: &'static str,
+}
+
+/// The labels of every request's count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    family: &'static str,
+    status: u16,
+}
+
 /// The metrics a server keeps, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    requests: Family<ResponseLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     rate_limited: Family<Labels, Counter>,
     tokens_issued: Family<Labels, Counter>,
     token_failures: Family<Labels, Counter>,
@@ -50,14 +64,15 @@ impl Metrics {
     /// The registry for a server whose store's writer reports `writer`.
     pub fn new(writer: iocd_store::WriterMetrics) -> Metrics {
         let mut registry = Registry::with_prefix("iocd");
-        let requests = Family::<Labels, Counter>::default();
+        let requests = Family::<ResponseLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by route family and status",
             requests.clone(),
         );
-        let latency =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time from a request's arrival to its response headers, by route family",
@@ -241,7 +256,12 @@ fn bounded_tenants(counts: Vec<iocd_store::ActiveCount>) -> Vec<(String, String,
 /// The route family of a call for `iocd_http_requests`: Defender's endpoint families, the
 /// identity endpoints, iocd's own routes; a fixed list.
 pub fn route_family(method: &Method, path: &str) -> &'static str {
-    let lower = path.to_ascii_lowercase();
+    // Paths are nearly always lower case already: copy only those that are not.
+    let lower = if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(path.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(path)
+    };
     let lower = lower.trim_end_matches('/');
     if lower.ends_with("/oauth2/v2.0/token") || lower.ends_with("/oauth2/token") {
         return "token";
@@ -295,14 +315,14 @@ pub async fn observe(State(app): State<AppState>, request: Request, next: Next) 
     let metrics = &app.metrics;
     metrics
         .latency
-        .get_or_create(&vec![("family", family.to_string())])
+        .get_or_create(&RouteLabels { family })
         .observe(started.elapsed().as_secs_f64());
     metrics
         .requests
-        .get_or_create(&vec![
-            ("family", family.to_string()),
-            ("status", response.status().as_u16().to_string()),
-        ])
+        .get_or_create(&ResponseLabels {
+            family,
+            status: response.status().as_u16(),
+        })
         .inc();
     if response.headers().contains_key(crate::faults::FAULT_HEADER) {
         metrics.faults_injected.inc();
