@@ -275,11 +275,6 @@ pub fn app(state: AppState) -> Router {
             openapi::document(),
         ))
         .fallback(handlers::no_route)
-        // Inside the error envelope, so injected errors get Defender's body and a request id.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            faults::inject,
-        ))
         .with_state(state.clone())
         .layer(
             // Outermost first: the request id exists before anything logs or fails.
@@ -293,12 +288,14 @@ pub fn app(state: AppState) -> Router {
                                 .get("x-request-id")
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or("");
-                            // Plain strings, not Display: the span is made for every request.
+                            // Display, not plain strings: the text log formats a string
+                            // field with Debug, escaping it one character at a time, and the
+                            // span is made for every request.
                             tracing::info_span!(
                                 "request",
-                                id,
-                                method = req.method().as_str(),
-                                path = req.uri().path()
+                                id = %id,
+                                method = %req.method().as_str(),
+                                path = %req.uri().path()
                             )
                         })
                         .on_request(())
@@ -314,10 +311,17 @@ pub fn app(state: AppState) -> Router {
                     HeaderValue::from_static("4.0"),
                 ))
                 // Outside the error envelope: the journal keeps the body the client received.
-                .layer(middleware::from_fn_with_state(state, journal::record))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    journal::record,
+                ))
                 .layer(middleware::from_fn(error::error_envelope))
                 // Inside the envelope: an oversize URI or head is answered in the API's shape.
                 .layer(middleware::from_fn(protocol::head_limits))
+                // Inside the error envelope, so injected errors get Defender's body and a
+                // request id. Here rather than with `Router::layer`, which would wrap every
+                // route in a service that each request clones.
+                .layer(middleware::from_fn_with_state(state, faults::inject))
                 .layer(CatchPanicLayer::custom(|_| {
                     tracing::error!("a handler panicked");
                     StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -394,10 +398,13 @@ impl Server {
             shutdown.await;
             let _ = stop.send(true);
         });
-        // Long-polls and event streams end when shutdown begins.
-        let router = self
-            .router
-            .layer(axum::Extension(changes::ShuttingDown(stopped.clone())));
+        // Long-polls and event streams end when shutdown begins. Added around the router, not
+        // with `Router::layer`, which would wrap every route in a service that each request
+        // clones (an allocation per layer and route level).
+        let router = tower::Layer::layer(
+            &axum::Extension(changes::ShuttingDown(stopped.clone())),
+            self.router,
+        );
         let app: transport::App = tower::ServiceExt::map_request(
             NormalizePath::trim_trailing_slash(tower::ServiceExt::map_request(
                 router,

@@ -33,7 +33,10 @@ use crate::error::{ErrorBody, ErrorDetail};
 /// slash), behind the step that remembers the URI the client sent.
 pub(crate) type App = tower::util::MapRequest<
     tower_http::normalize_path::NormalizePath<
-        tower::util::MapRequest<Router, fn(Request) -> Request>,
+        tower::util::MapRequest<
+            axum::middleware::AddExtension<Router, crate::changes::ShuttingDown>,
+            fn(Request) -> Request,
+        >,
     >,
     fn(Request) -> Request,
 >;
