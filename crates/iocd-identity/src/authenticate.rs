@@ -223,10 +223,11 @@ impl TokenAuthenticator {
         .map_err(AuthenticationError::Token)?;
         // iocd's own tokens name tenants of its registry; one that no longer has apps (or was
         // never created) is refused even though the key signed it.
-        if self.is_own(&validated) && !self.provider.tenant_exists(&validated.tenant_id).await? {
+        let is_own = self.is_own(&validated);
+        if is_own && !self.provider.tenant_exists(&validated.tenant_id).await? {
             return Err(AuthenticationError::UnknownTenant(validated.tenant_id));
         }
-        if self.is_own(&validated)
+        if is_own
             && !self
                 .app_may_act_in(&validated.tenant_id, &validated.app_id)
                 .await?
@@ -236,7 +237,6 @@ impl TokenAuthenticator {
                 tenant_id: validated.tenant_id,
             });
         }
-        let is_own = self.is_own(&validated);
         let app_roles: Vec<Role> = validated
             .roles
             .iter()
