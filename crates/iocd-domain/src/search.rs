@@ -108,7 +108,6 @@ impl TextIndex {
 
     /// Records (or replaces) indicator `id`'s type, value and title.
     pub fn upsert(&mut self, id: i64, indicator_type: IndicatorType, value: &str, title: &str) {
-        self.remove(id);
         let code = type_code(indicator_type);
         let text = &mut self.by_type[code as usize];
         let start = text.arena.len();
@@ -124,19 +123,29 @@ impl TextIndex {
         arena[start + LEN_AT..start + HEADER].copy_from_slice(&len.to_le_bytes());
         let start = u32::try_from(start).expect("a text arena stays under 4 GiB");
         text.starts.push(start);
-        self.by_id.insert(id, (code, start));
+        // One probe of the table: the insert hands back the record this one replaces, if any
+        // (a load replaces none, and used to pay a second probe finding that out).
+        if let Some((old_code, old_start)) = self.by_id.insert(id, (code, start)) {
+            self.retire(old_code, old_start);
+        }
     }
 
     /// Forgets indicator `id` (nothing if it is not held).
     pub fn remove(&mut self, id: i64) {
         if let Some((code, start)) = self.by_id.remove(&id) {
-            let text = &mut self.by_type[code as usize];
-            let start = start as usize;
-            text.arena[start + LIVE_AT] = 0;
-            text.garbage += HEADER + text.text_len(start);
-            if text.garbage > COMPACT_AFTER && text.garbage * 2 > text.arena.len() {
-                text.compact(code, &mut self.by_id);
-            }
+            self.retire(code, start);
+        }
+    }
+
+    /// Marks a replaced or removed record dead, and compacts its arena once garbage is most of
+    /// it. The record's id no longer points at it.
+    fn retire(&mut self, code: u8, start: u32) {
+        let text = &mut self.by_type[code as usize];
+        let start = start as usize;
+        text.arena[start + LIVE_AT] = 0;
+        text.garbage += HEADER + text.text_len(start);
+        if text.garbage > COMPACT_AFTER && text.garbage * 2 > text.arena.len() {
+            text.compact(code, &mut self.by_id);
         }
     }
 

@@ -504,23 +504,12 @@ impl MatchEngine {
             };
             let (last_seq, last_time) = (last.sequence, last.time);
             {
+                // Both locks at once, in this order (nothing else holds both): a reader never
+                // sees one index a page ahead of the other.
                 let mut idx = index.index.write().expect("index lock");
-                for change in &page {
-                    apply(&mut idx, change);
-                }
-            }
-            {
                 let mut text = index.text.write().expect("text lock");
                 for change in &page {
-                    match &change.row {
-                        Some(row) => text.upsert(
-                            row.id,
-                            row.indicator_type,
-                            &row.indicator_value,
-                            &row.title,
-                        ),
-                        None => text.remove(change.indicator_id),
-                    }
+                    apply(&mut idx, &mut text, change);
                 }
             }
             // The number first: an entity read before it moved is then not cached (see
@@ -719,7 +708,7 @@ impl MatchEngine {
 }
 
 /// Applies one entry: the indicator's current row, or its removal.
-fn apply(idx: &mut MatchIndex, change: &IndexChange) {
+fn apply(idx: &mut MatchIndex, text: &mut TextIndex, change: &IndexChange) {
     match &change.row {
         Some(row) => {
             if !idx.upsert(&row.record()) {
@@ -728,6 +717,7 @@ fn apply(idx: &mut MatchIndex, change: &IndexChange) {
                     "a stored indicator's value is not a valid key; not matched"
                 );
             }
+            text.upsert(row.id, row.indicator_type, &row.indicator_value, &row.title);
         }
         None => {
             // The key never changes after creation; an entry's value gives it back.
@@ -736,6 +726,7 @@ fn apply(idx: &mut MatchIndex, change: &IndexChange) {
             {
                 idx.remove(change.indicator_id, change.indicator_type, &key);
             }
+            text.remove(change.indicator_id);
         }
     }
 }
