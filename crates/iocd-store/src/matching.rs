@@ -443,13 +443,7 @@ impl MatchEngine {
                 .index_rows(tenant_id, after, ROWS_PER_READ)
                 .await?;
             for row in &rows {
-                if !fresh.upsert(&row.record()) {
-                    tracing::warn!(
-                        id = row.id,
-                        "a stored indicator's value is not a valid key; not matched"
-                    );
-                }
-                text.upsert(row.id, row.indicator_type, &row.indicator_value, &row.title);
+                index_row(&mut fresh, &mut text, row);
                 newest = newest.max(Some(row.last_update_time));
             }
             match rows.last() {
@@ -707,18 +701,22 @@ impl MatchEngine {
     }
 }
 
+/// Puts one stored indicator into both indexes, replacing what they held for its id: on a load
+/// and for a change-log entry alike.
+fn index_row(idx: &mut MatchIndex, text: &mut TextIndex, row: &IndexRow) {
+    if !idx.upsert(&row.record()) {
+        tracing::warn!(
+            id = row.id,
+            "a stored indicator's value is not a valid key; not matched"
+        );
+    }
+    text.upsert(row.id, row.indicator_type, &row.indicator_value, &row.title);
+}
+
 /// Applies one entry: the indicator's current row, or its removal.
 fn apply(idx: &mut MatchIndex, text: &mut TextIndex, change: &IndexChange) {
     match &change.row {
-        Some(row) => {
-            if !idx.upsert(&row.record()) {
-                tracing::warn!(
-                    id = row.id,
-                    "a stored indicator's value is not a valid key; not matched"
-                );
-            }
-            text.upsert(row.id, row.indicator_type, &row.indicator_value, &row.title);
-        }
+        Some(row) => index_row(idx, text, row),
         None => {
             // The key never changes after creation; an entry's value gives it back.
             if let Ok(key) =
