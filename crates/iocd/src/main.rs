@@ -859,6 +859,12 @@ async fn run_token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// mimalloc rather than glibc's allocator: a request allocates about a hundred small blocks,
+/// and glibc's `malloc` and `free` took a fifth of the server's CPU on `GET /iocd/v1/match`
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
