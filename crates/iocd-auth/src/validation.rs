@@ -337,7 +337,7 @@ impl TokenValidator {
         if let Some(known) = self.verified.lookup(token) {
             let keys = self.current_keys(known.issuer_index);
             if let Some(answer) = self.remembered_answer(known, keys, unix_seconds(now)) {
-                return answer;
+                return answer.map(Arc::unwrap_or_clone);
             }
         }
         let unverified = self.inspect(token)?;
@@ -348,12 +348,19 @@ impl TokenValidator {
             })?,
         };
         self.verify(token, &unverified, &keys, unix_seconds(now))
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Validates, first fetching a remote issuer's keys when they are missing or due for a
     /// refresh, and fetching again (rate-limited by the cache) when the token names a `kid` the
     /// keys lack, so that an upstream key rotation is picked up.
-    pub async fn validate_refreshing(&self, token: &str) -> Result<ValidatedToken, TokenError> {
+    ///
+    /// The answer is shared with the table of verified tokens: a request that presents a token
+    /// verified before copies nothing out of it.
+    pub async fn validate_refreshing(
+        &self,
+        token: &str,
+    ) -> Result<Arc<ValidatedToken>, TokenError> {
         if let Some(known) = self.verified.lookup(token) {
             // A remote issuer's keys are asked for as a full check would (which refreshes them
             // when due), so a key rotation is seen as soon as without remembering.
@@ -493,7 +500,7 @@ impl TokenValidator {
         unverified: &Unverified,
         keys: &Arc<JwkSet>,
         now: i64,
-    ) -> Result<ValidatedToken, TokenError> {
+    ) -> Result<Arc<ValidatedToken>, TokenError> {
         let kid = unverified
             .kid
             .as_deref()
@@ -537,10 +544,11 @@ impl TokenValidator {
             })?;
         let (validated, window) =
             self.check_claims(verified.claims, &unverified.expected_issuer, now)?;
+        let validated = Arc::new(validated);
         self.verified.remember(
             token,
             RememberedToken {
-                validated: validated.clone(),
+                validated: Arc::clone(&validated),
                 window,
                 issuer_index: unverified.issuer_index,
                 keys: Arc::clone(keys),
@@ -568,7 +576,7 @@ impl TokenValidator {
         known: RememberedToken,
         keys: Option<Arc<JwkSet>>,
         now: i64,
-    ) -> Option<Result<ValidatedToken, TokenError>> {
+    ) -> Option<Result<Arc<ValidatedToken>, TokenError>> {
         keys.is_some_and(|keys| Arc::ptr_eq(&keys, &known.keys))
             .then(|| self.check_time(known.window, now).map(|()| known.validated))
     }
@@ -696,7 +704,7 @@ struct VerifiedTokens {
 
 #[derive(Debug, Clone)]
 struct RememberedToken {
-    validated: ValidatedToken,
+    validated: Arc<ValidatedToken>,
     window: ValidityWindow,
     issuer_index: usize,
     /// The key set that verified it.

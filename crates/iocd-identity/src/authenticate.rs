@@ -51,9 +51,13 @@ pub struct TokenAuthenticator {
     validator: RwLock<(u64, Arc<TokenValidator>)>,
     forced_reload_at: Mutex<Option<Instant>>,
     /// (tenant, app) pairs of iocd's tokens already checked against the registry, with the
-    /// answer and when it was found.
-    app_tenants: Mutex<HashMap<(String, String), (bool, Instant)>>,
+    /// answer and when it was found. By tenant, then app, so that a lookup (on every request)
+    /// builds no key.
+    app_tenants: Mutex<HashMap<String, CheckedApps>>,
 }
+
+/// A tenant's apps checked against the registry: the answer, and when it was found.
+type CheckedApps = HashMap<String, (bool, Instant)>;
 
 /// How long a checked (tenant, app) pair is trusted without asking the registry again.
 const APP_TENANT_TTL: Duration = Duration::from_secs(60);
@@ -169,12 +173,12 @@ impl TokenAuthenticator {
         tenant: &str,
         app: &str,
     ) -> Result<bool, iocd_store::StoreError> {
-        let key = (tenant.to_string(), app.to_string());
         if let Some((answer, at)) = self
             .app_tenants
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+            .get(tenant)
+            .and_then(|apps| apps.get(app))
         {
             if at.elapsed() < APP_TENANT_TTL {
                 return Ok(*answer);
@@ -191,10 +195,16 @@ impl TokenAuthenticator {
             .app_tenants
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if checked.len() > 10_000 {
-            checked.retain(|_, (_, at)| at.elapsed() < APP_TENANT_TTL);
+        if checked.values().map(CheckedApps::len).sum::<usize>() > 10_000 {
+            checked.retain(|_, apps| {
+                apps.retain(|_, (_, at)| at.elapsed() < APP_TENANT_TTL);
+                !apps.is_empty()
+            });
         }
-        checked.insert(key, (answer, Instant::now()));
+        checked
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(app.to_string(), (answer, Instant::now()));
         Ok(answer)
     }
 
@@ -225,7 +235,9 @@ impl TokenAuthenticator {
         // never created) is refused even though the key signed it.
         let is_own = self.is_own(&validated);
         if is_own && !self.provider.tenant_exists(&validated.tenant_id).await? {
-            return Err(AuthenticationError::UnknownTenant(validated.tenant_id));
+            return Err(AuthenticationError::UnknownTenant(
+                validated.tenant_id.clone(),
+            ));
         }
         if is_own
             && !self
@@ -233,8 +245,8 @@ impl TokenAuthenticator {
                 .await?
         {
             return Err(AuthenticationError::AppNotInTenant {
-                app_id: validated.app_id,
-                tenant_id: validated.tenant_id,
+                app_id: validated.app_id.clone(),
+                tenant_id: validated.tenant_id.clone(),
             });
         }
         let app_roles: Vec<Role> = validated
@@ -267,8 +279,8 @@ impl TokenAuthenticator {
                 .display_name
                 .clone()
                 .unwrap_or_else(|| validated.app_id.clone()),
-            tenant_id: validated.tenant_id,
-            client_id: validated.app_id,
+            tenant_id: validated.tenant_id.clone(),
+            client_id: validated.app_id.clone(),
             roles,
             user,
         })
