@@ -152,7 +152,12 @@ pub struct ErrorDetail {
 pub async fn error_envelope(req: Request, next: Next) -> Response {
     // The header's bytes are shared, not copied: most responses are not errors.
     let request_id = req.headers().get(REQUEST_ID).cloned();
-    let mut res = next.run(req).await;
+    // Here rather than in a middleware of its own (one boxed future less per request): an
+    // oversize URI or head is refused before anything reads it, in the API's shape.
+    let mut res = match crate::protocol::head_refusal(&req) {
+        Some(refusal) => refusal,
+        None => next.run(req).await,
+    };
     if res.extensions().get::<PassThroughError>().is_some() {
         return res;
     }

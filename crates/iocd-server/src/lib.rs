@@ -249,7 +249,7 @@ pub fn app(state: AppState) -> Router {
     let openapi = openapi::document();
     let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .nest("/api", api_routes(&state))
         .nest("/api/v1.0", api_routes(&state))
         .merge(iocd_routes(&state))
@@ -275,59 +275,62 @@ pub fn app(state: AppState) -> Router {
             openapi::document(),
         ))
         .fallback(handlers::no_route)
-        .with_state(state.clone())
-        .layer(
-            // Outermost first: the request id exists before anything logs or fails.
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            // Display, not plain strings: the text log formats a string
-                            // field with Debug, escaping it one character at a time, and the
-                            // span is made for every request.
-                            tracing::info_span!(
-                                "request",
-                                id = %id,
-                                method = %req.method().as_str(),
-                                path = %req.uri().path()
-                            )
-                        })
-                        .on_request(())
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    metrics::observe,
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    HeaderName::from_static("odata-version"),
-                    HeaderValue::from_static("4.0"),
-                ))
-                // Outside the error envelope: the journal keeps the body the client received.
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    journal::record,
-                ))
-                .layer(middleware::from_fn(error::error_envelope))
-                // Inside the envelope: an oversize URI or head is answered in the API's shape.
-                .layer(middleware::from_fn(protocol::head_limits))
-                // Inside the error envelope, so injected errors get Defender's body and a
-                // request id. Here rather than with `Router::layer`, which would wrap every
-                // route in a service that each request clones.
-                .layer(middleware::from_fn_with_state(state, faults::inject))
-                .layer(CatchPanicLayer::custom(|_| {
-                    tracing::error!("a handler panicked");
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-                }))
-                .layer(DefaultBodyLimit::max(body_limit)),
-        )
+        .with_state(state.clone());
+    // The layers wrap the router once, as the fallback of a router without routes, so that
+    // every request passes them, and the type stays a `Router`. `Router::layer` would wrap each
+    // route instead, and every request would clone its route's chain of layers: a boxed clone
+    // per `from_fn` level and route.
+    Router::new().fallback_service(
+        // Outermost first: the request id exists before anything logs or fails.
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        // Display, not plain strings: the text log formats a string
+                        // field with Debug, escaping it one character at a time, and the
+                        // span is made for every request.
+                        tracing::info_span!(
+                            "request",
+                            id = %id,
+                            method = %req.method().as_str(),
+                            path = %req.uri().path()
+                        )
+                    })
+                    .on_request(())
+                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                metrics::observe,
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("odata-version"),
+                HeaderValue::from_static("4.0"),
+            ))
+            // Outside the error envelope: the journal keeps the body the client received.
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                journal::record,
+            ))
+            // Also refuses an oversize URI or head first, in the API's shape.
+            .layer(middleware::from_fn(error::error_envelope))
+            // Inside the error envelope, so injected errors get Defender's body and a
+            // request id.
+            .layer(middleware::from_fn_with_state(state, faults::inject))
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("a handler panicked");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }))
+            .layer(DefaultBodyLimit::max(body_limit))
+            .service(routes),
+    )
 }
 
 /// A bound, not yet running server: the plain listener, and optionally an HTTPS listener and

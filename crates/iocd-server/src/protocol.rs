@@ -17,7 +17,6 @@
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use iocd_domain::ErrorCode;
 
@@ -41,21 +40,24 @@ pub(crate) const HTTP1_MAX_BUF_BYTES: usize = 512 * 1024;
 /// list is decoded and held only while the application refuses it.
 pub(crate) const HTTP2_MAX_HEADER_LIST_BYTES: u32 = HTTP1_MAX_BUF_BYTES as u32;
 
-/// Refuses a request whose target or headers are larger than iocd accepts, before anything else
-/// reads them.
-pub async fn head_limits(req: Request, next: Next) -> Response {
+/// The refusal of a request whose target or headers are larger than iocd accepts, if it is one.
+/// Checked by [`crate::error::error_envelope`] before anything else reads the head, so that
+/// the refusal is in the API's error shape.
+pub(crate) fn head_refusal(req: &Request) -> Option<Response> {
     let uri = req.uri();
     let uri_bytes = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        return ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            ErrorCode::RequestUriTooLong,
-            format!(
-                "The request URI is {uri_bytes} bytes long; iocd accepts at most {MAX_URI_BYTES}. Send long lists of ids with POST /api/indicators/BatchDelete, or split the $filter."
-            ),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                ErrorCode::RequestUriTooLong,
+                format!(
+                    "The request URI is {uri_bytes} bytes long; iocd accepts at most {MAX_URI_BYTES}. Send long lists of ids with POST /api/indicators/BatchDelete, or split the $filter."
+                ),
+            )
+            .into_response(),
+        );
     }
     let header_bytes: usize = req
         .headers()
@@ -63,16 +65,18 @@ pub async fn head_limits(req: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if header_bytes > MAX_HEADER_BYTES {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::RequestHeaderFieldsTooLarge,
-            format!(
-                "The request's headers take {header_bytes} bytes; iocd accepts at most {MAX_HEADER_BYTES}."
-            ),
-        )
-        .into_response();
+        return Some(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ErrorCode::RequestHeaderFieldsTooLarge,
+                format!(
+                    "The request's headers take {header_bytes} bytes; iocd accepts at most {MAX_HEADER_BYTES}."
+                ),
+            )
+            .into_response(),
+        );
     }
-    next.run(req).await
+    None
 }
 
 /// If `written` is exactly one of hyper's automatic error responses (a status line of 400, 414
