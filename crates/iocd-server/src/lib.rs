@@ -341,6 +341,8 @@ pub struct Server {
     limits: ConnectionLimits,
     https: Option<(TcpListener, Arc<TlsConfig>)>,
     interception: Option<Arc<TlsConfig>>,
+    /// Whether requests keep the URI the client sent, for the emulator's request journal.
+    journal: bool,
 }
 
 impl Server {
@@ -352,12 +354,14 @@ impl Server {
     /// A server on a listener bound beforehand (to learn its port before building the state).
     pub fn on_listener(listener: TcpListener, state: AppState) -> Server {
         let limits = state.config.connections;
+        let journal = state.config.emulator;
         Server {
             listener,
             router: app(state),
             limits,
             https: None,
             interception: None,
+            journal,
         }
     }
 
@@ -413,7 +417,12 @@ impl Server {
                 router,
                 paths::canonicalise as fn(Request) -> Request,
             )),
-            remember_client_uri as fn(Request) -> Request,
+            if self.journal {
+                remember_client_uri as fn(Request) -> Request
+            } else {
+                // Only the journal reads it: one boxed request extension less.
+                std::convert::identity
+            },
         );
         transport::Serving::new(
             app,
