@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::http::Uri;
 use axum::response::Response;
 use iocd_domain::matching::{parse_match_body, parse_match_query, MatchRequest};
 use iocd_domain::{time, Action, Indicator};
@@ -111,9 +112,13 @@ pub async fn match_batch(
 pub async fn match_one(
     State(app): State<AppState>,
     caller: Caller,
-    Query(params): Query<Vec<(String, String)>>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     caller.require(READ_ROLES)?;
+    // Decoded as `Query` would, but borrowing from the URI where nothing is escaped rather than
+    // copying every name and value: this runs on every call.
+    let params: Vec<_> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).collect();
     let request = parse_match_query(&params)?;
     answer(&app, &caller, request).await
 }

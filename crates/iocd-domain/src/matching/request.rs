@@ -72,15 +72,20 @@ pub fn parse_match_body(body: &Value) -> Result<MatchRequest, ValidationError> {
 /// Parses the query of `GET /iocd/v1/match`: one of `url`, `domain`, `ip`,
 /// `certificateThumbprint`, or a file's `sha256`/`sha1`/`md5` (any of them together), and
 /// optionally `deviceGroup`.
-pub fn parse_match_query(params: &[(String, String)]) -> Result<MatchRequest, ValidationError> {
+///
+/// The pairs are the query's, decoded (`(String, String)`, or `Cow`s borrowed from the URI).
+pub fn parse_match_query<K: AsRef<str>, V: AsRef<str>>(
+    params: &[(K, V)],
+) -> Result<MatchRequest, ValidationError> {
     let mut group = None;
     let mut single: Option<(&str, &str)> = None;
     let mut file: Vec<(&str, &str)> = Vec::new();
     for (name, value) in params {
-        match name.as_str() {
-            "deviceGroup" => group = device_group(Some(&Value::String(value.clone())))?,
+        let (name, value) = (name.as_ref(), value.as_ref());
+        match name {
+            "deviceGroup" => group = device_group(Some(&Value::String(value.to_string())))?,
             "sha256" | "sha1" | "md5" => {
-                if file.iter().any(|(n, _)| n == name) {
+                if file.iter().any(|(n, _)| *n == name) {
                     return Err(repeated(name));
                 }
                 file.push((name, value));
