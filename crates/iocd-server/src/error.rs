@@ -148,7 +148,8 @@ pub struct ErrorDetail {
     pub target: String,
 }
 
-/// Writes the error body on every 4xx/5xx response.
+/// Writes the error body on every 4xx/5xx response, and gives every response the request's id
+/// (`x-request-id`) unless it has one.
 pub async fn error_envelope(req: Request, next: Next) -> Response {
     // The header's bytes are shared, not copied: most responses are not errors.
     let request_id = req.headers().get(REQUEST_ID).cloned();
@@ -158,6 +159,13 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
         Some(refusal) => refusal,
         None => next.run(req).await,
     };
+    // Here rather than with tower-http's `PropagateRequestId`, which also puts the id in each
+    // response's extensions (a map allocated per request for nothing iocd reads).
+    if let Some(id) = &request_id {
+        res.headers_mut()
+            .entry(REQUEST_ID)
+            .or_insert_with(|| id.clone());
+    }
     if res.extensions().get::<PassThroughError>().is_some() {
         return res;
     }

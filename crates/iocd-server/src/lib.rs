@@ -43,7 +43,7 @@ use tokio_rustls::rustls::ServerConfig as TlsConfig;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePath;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestUuid, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -283,7 +283,7 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(
         // Outermost first: the request id exists before anything logs or fails.
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request| {
@@ -305,7 +305,6 @@ pub fn app(state: AppState) -> Router {
                     .on_request(())
                     .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
-            .layer(PropagateRequestIdLayer::new(request_id))
             .layer(middleware::from_fn_with_state(
                 state.clone(),
                 metrics::observe,
