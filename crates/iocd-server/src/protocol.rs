@@ -5,8 +5,8 @@
 //!
 //! * **The application**, for requests hyper can still parse: hyper's own limits sit above
 //!   iocd's ([`MAX_URI_BYTES`], [`MAX_HEADER_BYTES`]), so an oversize request reaches
-//!   [`head_limits`], which answers 414 or 431 as an `ApiError` (the error envelope adds the body
-//!   and the request id, and the request is logged like any other).
+//!   [`head_refusal`], which answers 414 or 431 as an `ApiError` (the error envelope asks it
+//!   first, then adds the body and the request id, and the request is logged like any other).
 //! * **The connection**, for what hyper must refuse before there is a request: a malformed
 //!   request line, header name or `Content-Length`, more header lines than it parses, a URI
 //!   beyond what `http::Uri` can hold (65,534 bytes), or a head beyond its read buffer. hyper then
@@ -30,7 +30,7 @@ pub const MAX_URI_BYTES: usize = 32 * 1024;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// hyper's HTTP/1 read buffer, which bounds a request's head: well above the application's
-/// limits, so a head between them reaches [`head_limits`].
+/// limits, so a head between them reaches [`head_refusal`].
 pub(crate) const HTTP1_MAX_BUF_BYTES: usize = 512 * 1024;
 
 /// The HTTP/2 header list size iocd advertises (RFC 7541 sizes: 32 bytes more per header than
