@@ -247,7 +247,6 @@ fn iocd_routes(state: &AppState) -> Router<AppState> {
 /// The application with all its layers, ready to serve.
 pub fn app(state: AppState) -> Router {
     let openapi = openapi::document();
-    let request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
     let routes = Router::new()
         .nest("/api", api_routes(&state))
@@ -283,13 +282,13 @@ pub fn app(state: AppState) -> Router {
     Router::new().fallback_service(
         // Outermost first: the request id exists before anything logs or fails.
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(error::REQUEST_ID, MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request| {
                         let id = req
                             .headers()
-                            .get("x-request-id")
+                            .get(error::REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
                         // Display, not plain strings: the text log formats a string
